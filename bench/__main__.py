@@ -1,0 +1,28 @@
+"""`python -m bench NAME`: run one benchmark, or `all` of them."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = {
+    "crc": "CRC-16 throughput against pymodbus and gurux-dlms",
+}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] not in {*BENCHMARKS, "all"}:
+        print("usage: python -m bench NAME, where NAME is one of:", file=sys.stderr)
+        for name, what in BENCHMARKS.items():
+            print(f"  {name:<8} {what}", file=sys.stderr)
+        print("  all      every benchmark above, one after the other", file=sys.stderr)
+        return 2
+    names = list(BENCHMARKS) if argv[0] == "all" else argv
+    for name in names:
+        print(f"== bench {name}: {BENCHMARKS[name]}")
+        importlib.import_module(f"bench.{name}").run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""See edge_agent/__init__.py for what belongs here."""
