@@ -21,7 +21,7 @@ system-deps-test:
 
 $(BIN)/python: | system-deps-build
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip 'setuptools>=77'
 
 $(INSTALLED): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --editable '.[dev]'
