@@ -12,19 +12,30 @@ the cloud depend on it.
 
 from __future__ import annotations
 
-from fastcodec import crc
+import importlib
+from pathlib import Path
+
 from fastcodec.crc import crc16_modbus, crc16_x25
-from fastcodec.exceptions import CodecError, FrameError
+from fastcodec.exceptions import ChecksumError, CodecError, EncodeError, FrameError
 
-# The codec modules that have a compiled twin; the tests check each of them.
-CODEC_MODULES = ("crc",)
+# The codec modules with a compiled twin: every `_<name>_py.py` here has a
+# `_<name>_c.pyx` beside it and a selector `<name>.py` (docs/development.md).
+CODEC_MODULES = tuple(sorted(path.name[1:-6] for path in Path(__file__).parent.glob("_*_py.py")))
 
-IMPLEMENTATION = "cython" if crc.IMPLEMENTATION == "cython" else "python"
+
+def _implementation() -> str:
+    selectors = (importlib.import_module(f"fastcodec.{name}") for name in CODEC_MODULES)
+    return "cython" if all(s.IMPLEMENTATION == "cython" for s in selectors) else "python"
+
+
+IMPLEMENTATION = _implementation()
 
 __all__ = [
     "CODEC_MODULES",
     "IMPLEMENTATION",
+    "ChecksumError",
     "CodecError",
+    "EncodeError",
     "FrameError",
     "crc16_modbus",
     "crc16_x25",

@@ -40,7 +40,24 @@ def load_twin(codec: str, variant: str) -> ModuleType:
         pytest.fail(f"fastcodec._{codec}_{suffix} is not built ({exc}); run `make`")
 
 
-@pytest.fixture(scope="module", params=["python", "cython"])
-def crc(request: pytest.FixtureRequest) -> ModuleType:
-    """Both twins of fastcodec's CRC module, one test run each."""
-    return load_twin("crc", request.param)
+def twin_fixture(codec: str) -> object:
+    """A fixture giving both twins of `fastcodec._<codec>_*`, one test run each."""
+
+    @pytest.fixture(scope="module", params=["python", "cython"], name=codec)
+    def fixture(request: pytest.FixtureRequest) -> ModuleType:
+        return load_twin(codec, request.param)
+
+    fixture.__doc__ = f"Both twins of fastcodec's {codec} codec."
+    return fixture
+
+
+# One fixture per codec module, named after it: `def test_x(modbus): ...`.
+crc = twin_fixture("crc")
+modbus = twin_fixture("modbus")
+hdlc = twin_fixture("hdlc")
+axdr = twin_fixture("axdr")
+iec62056_21 = twin_fixture("iec62056_21")
+p1 = twin_fixture("p1")
+obis = twin_fixture("obis")
+uplink = twin_fixture("uplink")
+lineprotocol = twin_fixture("lineprotocol")
