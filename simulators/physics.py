@@ -125,10 +125,10 @@ class MeterPhysics:
 
     def _bucket_phase_power_w(self, bucket: int) -> tuple[float, ...]:
         start_s = bucket * BUCKET_S
-        rng = random.Random((self.seed << 32) ^ bucket)
+        noise, cloud = _unit_noise(self.seed, bucket)
         load = self.peak_w * self.shape.factor(start_s)
-        load *= max(0.05, 1.0 + rng.gauss(0.0, self.shape.noise))
-        solar = self.pv_peak_w * _solar_factor(start_s) * rng.uniform(0.85, 1.0)
+        load *= max(0.05, 1.0 + noise * self.shape.noise)
+        solar = self.pv_peak_w * _solar_factor(start_s) * (0.85 + 0.15 * cloud)
         net = load - solar
         return tuple(net * share for share in self.phase_shares)
 
@@ -264,6 +264,28 @@ class MeterPhysics:
         if self.rollover_kwh is None:
             return energy_kwh
         return energy_kwh % self.rollover_kwh
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _unit_noise(seed: int, bucket: int) -> tuple[float, float]:
+    """(≈ N(0, 1), uniform 0..1) for one bucket: splitmix64 of (seed, bucket).
+
+    A hash instead of a seeded `random.Random` per bucket: ten times cheaper,
+    which matters when a meter's first read integrates months of buckets.
+    """
+    state = (seed * 0x9E3779B97F4A7C15 + bucket) & _MASK64
+    words = []
+    for _ in range(2):
+        state = (state + 0x9E3779B97F4A7C15) & _MASK64
+        z = ((state ^ (state >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        words.append(z ^ (z >> 31))
+    # Irwin-Hall: four 16-bit uniforms summed approximate a normal variate.
+    first = words[0]
+    total = sum((first >> shift) & 0xFFFF for shift in (0, 16, 32, 48)) / 65535.0
+    return (total - 2.0) * 1.7320508, (words[1] & 0xFFFFFFFF) / 4294967295.0
 
 
 def _solar_factor(epoch_s: float) -> float:

@@ -1,0 +1,170 @@
+"""The agent's configuration: one YAML file, validated before anything starts.
+
+`load_config(path)` returns an `AgentConfig` or raises `ConfigFileError`
+naming the file, key and line of every mistake (the agent refuses to start on
+one). Secrets may come from files (`password_file:`, e.g. a systemd
+credential) instead of the YAML itself. The full reference is
+docs/agent-config.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge_agent.profiles import available_profiles
+from edge_agent.yamlsource import ConfigFileError, load_yaml_file
+
+__all__ = [
+    "AgentConfig",
+    "BufferConfig",
+    "ConfigFileError",
+    "GatewayConfig",
+    "MeterConfig",
+    "SerialBusConfig",
+    "TcpBusConfig",
+    "UplinkConfig",
+    "load_config",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayConfig(_Strict):
+    """Who this gateway is."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    site: str = ""
+
+
+class UplinkConfig(_Strict):
+    """The MQTT broker and this gateway's credentials."""
+
+    broker: str  # mqtt://host:1883 or mqtts://host:8883
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    max_inflight: int = Field(default=20, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _check(self) -> UplinkConfig:
+        url = urlsplit(self.broker)
+        if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+            raise ValueError(
+                f"broker {self.broker!r} must look like mqtt://host:1883 or mqtts://host:8883"
+            )
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.broker).scheme == "mqtts"
+
+    def resolved_password(self) -> str | None:
+        """The password, read from its file when it lives in one."""
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return self.password
+
+
+class BufferConfig(_Strict):
+    """The store-and-forward buffer on the gateway's disk."""
+
+    path: Path = Path("/var/lib/voltstack-agent/buffer.sqlite")
+    max_readings: int = Field(default=5_000_000, ge=1000)
+    max_age_days: float = Field(default=35.0, gt=0)
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class MeterConfig(_Strict):
+    """One meter on a bus."""
+
+    serial: str = Field(min_length=1, max_length=64)
+    profile: str
+    unit_id: int | None = Field(default=None, ge=1, le=247)  # Modbus
+    interval_s: int = Field(default=900, ge=1, le=86_400)
+    turnaround_ms: float | None = Field(default=None, ge=0)  # overrides the profile
+    timeout_ms: float = Field(default=500, gt=0)
+    retries: int = Field(default=1, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> MeterConfig:
+        if self.profile not in available_profiles():
+            raise ValueError(
+                f"profile {self.profile!r} is not one of: {', '.join(available_profiles())}"
+            )
+        return self
+
+
+class SerialBusConfig(_Strict):
+    """An RS-485 bus on a serial port (local, rfc2217:// or socket://)."""
+
+    name: str
+    link: Literal["serial"]
+    port: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    meters: list[MeterConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_units(self) -> SerialBusConfig:
+        units = [meter.unit_id for meter in self.meters]
+        if None in units:
+            raise ValueError("every meter on a Modbus bus needs a unit_id")
+        if len(set(units)) != len(units):
+            raise ValueError("two meters on one bus share a unit_id")
+        return self
+
+
+class TcpBusConfig(_Strict):
+    """Meters behind one Modbus TCP address."""
+
+    name: str
+    link: Literal["tcp"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    meters: list[MeterConfig] = Field(min_length=1)
+
+
+BusConfig = Annotated[SerialBusConfig | TcpBusConfig, Field(discriminator="link")]
+
+
+class AgentConfig(_Strict):
+    """The whole agent configuration file."""
+
+    gateway: GatewayConfig
+    uplink: UplinkConfig
+    buffer: BufferConfig = BufferConfig()
+    buses: list[BusConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AgentConfig:
+        names = [bus.name for bus in self.buses]
+        if len(set(names)) != len(names):
+            raise ValueError("bus names must be unique")
+        serials = [meter.serial for bus in self.buses for meter in bus.meters]
+        if len(set(serials)) != len(serials):
+            raise ValueError("a meter serial appears twice")
+        return self
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate the agent's YAML configuration.
+
+    Raises:
+        ConfigFileError: unreadable, not YAML, or invalid; names key and line.
+    """
+    return load_yaml_file(AgentConfig, path)
