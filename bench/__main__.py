@@ -6,6 +6,7 @@ import importlib
 import sys
 
 BENCHMARKS = {
+    "codec": "every fastcodec codec against its peer (pymodbus, gurux-dlms, …)",
     "crc": "CRC-16 throughput against pymodbus and gurux-dlms",
 }
 

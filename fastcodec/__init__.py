@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from fastcodec.crc import crc16_modbus, crc16_x25
+from fastcodec.crc import bcc, crc16_arc, crc16_modbus, crc16_x25
 from fastcodec.exceptions import ChecksumError, CodecError, EncodeError, FrameError
 
 # The codec modules with a compiled twin: every `_<name>_py.py` here has a
@@ -37,6 +37,8 @@ __all__ = [
     "CodecError",
     "EncodeError",
     "FrameError",
+    "bcc",
+    "crc16_arc",
     "crc16_modbus",
     "crc16_x25",
 ]

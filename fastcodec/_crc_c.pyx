@@ -6,6 +6,8 @@
 # Any buffer (bytes, bytearray, memoryview) is accepted without a copy.
 # cython: language_level=3
 
+cimport cython
+
 cdef unsigned short MODBUS_TABLE[256]
 cdef unsigned short X25_TABLE[256]
 
@@ -44,3 +46,20 @@ def crc16_modbus(const unsigned char[::1] data not None):
 def crc16_x25(const unsigned char[::1] data not None):
     """CRC-16/X-25 of `data` (the DLMS HDLC HCS/FCS, sent low byte first)."""
     return _crc16(X25_TABLE, data, 0xFFFF) ^ 0xFFFF
+
+
+def crc16_arc(const unsigned char[::1] data not None):
+    """CRC-16/ARC of `data` (the DSMR P1 telegram CRC, '/' .. '!' inclusive)."""
+    return _crc16(MODBUS_TABLE, data, 0x0000)
+
+
+@cython.boundscheck(False)  # i runs over range(data.shape[0]) only
+@cython.wraparound(False)
+def bcc(const unsigned char[::1] data not None):
+    """IEC 62056-21 block check character: the XOR of the bytes of `data`."""
+    cdef Py_ssize_t i
+    cdef unsigned char check = 0
+    with nogil:
+        for i in range(data.shape[0]):
+            check ^= data[i]
+    return check

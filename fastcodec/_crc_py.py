@@ -12,9 +12,16 @@
 #   CRC-16/X-25    poly 0x1021 reflected (0x8408), init 0xFFFF, xorout 0xFFFF;
 #                  the HCS and FCS of IEC 62056-46 §6.4.4.10 (ISO/IEC 13239);
 #                  sent low byte first. check("123456789") = 0x906E.
+#   CRC-16/ARC     poly 0x8005 reflected (0xA001), init 0x0000, xorout 0x0000;
+#                  the DSMR P1 telegram CRC (DSMR 5.0.2 P1 companion standard
+#                  §6.2), over '/' .. '!' inclusive, sent as 4 upper-case hex
+#                  digits. check("123456789") = 0xBB3D.
+#   BCC            IEC 62056-21:2002 §6.3 (block check character): the XOR of
+#                  every byte after the first SOH/STX up to and including the
+#                  ETX/EOT. Not a CRC, but it lives with the other checks.
 from __future__ import annotations
 
-__all__ = ["crc16_modbus", "crc16_x25"]
+__all__ = ["bcc", "crc16_arc", "crc16_modbus", "crc16_x25"]
 
 
 def _reflected_table(poly: int) -> tuple[int, ...]:
@@ -36,6 +43,34 @@ def _crc16(table: tuple[int, ...], data: bytes | bytearray | memoryview, crc: in
     for byte in bytes(memoryview(data)):
         crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
     return crc
+
+
+def crc16_arc(data: bytes | bytearray | memoryview) -> int:
+    """CRC-16/ARC of `data` (the DSMR P1 telegram CRC).
+
+    Args:
+        data: the bytes to check: a P1 telegram from '/' to '!' inclusive.
+
+    Returns:
+        The CRC as an int in 0..0xFFFF (sent as 4 upper-case hex digits).
+    """
+    return _crc16(_MODBUS_TABLE, data, 0x0000)
+
+
+def bcc(data: bytes | bytearray | memoryview) -> int:
+    """IEC 62056-21 block check character: the XOR of the bytes of `data`.
+
+    Args:
+        data: the bytes after the first SOH/STX of a message up to and
+            including its ETX/EOT.
+
+    Returns:
+        The BCC as an int in 0..0xFF.
+    """
+    check = 0
+    for byte in bytes(memoryview(data)):
+        check ^= byte
+    return check
 
 
 def crc16_modbus(data: bytes | bytearray | memoryview) -> int:

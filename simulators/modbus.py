@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edge_agent.profiles import DeviceProfile, RegisterSpec
+from fastcodec import modbus
 from simulators.clock import SimClock
 from simulators.faults import MeterFaults
 from simulators.line import VirtualSerialLine
@@ -33,57 +33,37 @@ from simulators.physics import MeterPhysics
 
 log = logging.getLogger(__name__)
 
-_STRUCT = {
-    "int16": "h", "uint16": "H", "int32": "i", "uint32": "I",
-    "int64": "q", "uint64": "Q", "float32": "f", "float64": "d",
-}  # fmt: skip
 _READ_FUNCTIONS = {3: "holding", 4: "input"}
 _BIT_FUNCTIONS = {1, 2, 5, 15}
+_INTEGER_BITS = {"int16": 16, "uint16": 16, "int32": 32, "uint32": 32, "int64": 64, "uint64": 64}
 
 
 def encode_register_value(value: float, spec: RegisterSpec, order: str) -> list[int]:
-    """The 16-bit registers a meter presents for `value` (inverse of the reader).
+    """The 16-bit registers a meter presents for `value` (fastcodec encodes).
 
     Integers are scaled (raw = round(value / scale)) and clamped to their
     type's range, like a meter's firmware saturating a counter.
     """
-    code = _STRUCT[spec.type]
-    if spec.type.startswith("float"):
-        raw: float | int = value / spec.scale
-    else:
-        bits = struct.calcsize(code) * 8
+    raw: float | int = value / spec.scale
+    bits = _INTEGER_BITS.get(spec.type)
+    if bits is not None:
         low, high = (
             (0, 2**bits - 1)
             if spec.type.startswith("u")
             else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
         )
-        raw = min(high, max(low, round(value / spec.scale)))
-    big_endian = struct.pack(f">{code}", raw)
-    return _words(_reorder(big_endian, order))
+        raw = min(high, max(low, round(raw)))
+    chunk = modbus.encode_value(raw, modbus.DataType(spec.type), modbus.RegisterOrder(order))
+    return [int.from_bytes(chunk[i : i + 2], "big") for i in range(0, len(chunk), 2)]
 
 
 def decode_register_value(words: Sequence[int], spec: RegisterSpec, order: str) -> float:
-    """What a reader makes of the registers: the meter's value as presented."""
-    raw_bytes = _reorder(b"".join(word.to_bytes(2, "big") for word in words), order)
-    (raw,) = struct.unpack(f">{_STRUCT[spec.type]}", raw_bytes)
-    return float(raw) * spec.scale
-
-
-def _reorder(data: bytes, order: str) -> bytes:
-    # Orders are written for the bytes A (most significant) to D; the same
-    # permutation is its own inverse, so one function serves both directions.
-    if order == "ABCD" or len(data) == 1:
-        return data
-    words = [data[i : i + 2] for i in range(0, len(data), 2)]
-    if order in ("BADC", "DCBA"):
-        words = [word[::-1] for word in words]
-    if order in ("CDAB", "DCBA"):
-        words.reverse()
-    return b"".join(words)
-
-
-def _words(data: bytes) -> list[int]:
-    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
+    """What a reader makes of the registers (fastcodec decodes): the presented value."""
+    payload = b"".join(word.to_bytes(2, "big") for word in words)
+    field = modbus.RegisterField(
+        0, modbus.DataType(spec.type), modbus.RegisterOrder(order), 0, spec.scale
+    )
+    return float(modbus.decode_registers(payload, [field])[0])
 
 
 @dataclass

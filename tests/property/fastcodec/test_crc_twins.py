@@ -17,6 +17,8 @@ def test_compiled_and_pure_twins_agree(data: bytes) -> None:
     pure, compiled = load_twin("crc", "python"), load_twin("crc", "cython")
     assert compiled.crc16_modbus(data) == pure.crc16_modbus(data)
     assert compiled.crc16_x25(data) == pure.crc16_x25(data)
+    assert compiled.crc16_arc(data) == pure.crc16_arc(data)
+    assert compiled.bcc(data) == pure.bcc(data)
 
 
 @given(data=any_bytes)
@@ -46,3 +48,15 @@ def test_any_single_byte_error_changes_the_crc(
     damaged[position] ^= flip
     assert crc.crc16_modbus(bytes(damaged)) != crc.crc16_modbus(data)
     assert crc.crc16_x25(bytes(damaged)) != crc.crc16_x25(data)
+
+
+@given(data=any_bytes)
+def test_arc_message_with_its_crc_checks_to_zero(crc: ModuleType, data: bytes) -> None:
+    # CRC-16/ARC has no final xor: appending the CRC low byte first leaves 0.
+    frame = data + crc.crc16_arc(data).to_bytes(2, "little")
+    assert crc.crc16_arc(frame) == 0
+
+
+@given(data=any_bytes)
+def test_message_with_its_bcc_xors_to_zero(crc: ModuleType, data: bytes) -> None:
+    assert crc.bcc(data + bytes([crc.bcc(data)])) == 0

@@ -1,0 +1,243 @@
+"""One RS-485 bus, one transaction at a time: arbitration, timing, breakers, statistics.
+
+Field reality this answers (from the peers' trackers): one dead meter must not
+block its neighbours for timeout × retries on every cycle; the second meter on
+a port keeps its own settings; frames need the silent interval between them,
+and some meters want more before they listen.
+
+- **Arbitration**: a lock per bus; callers from any thread queue on it.
+- **Silence**: before each request the line has been quiet for 3.5
+  characters (Modbus over serial line §2.5.1.1; 1.75 ms above 19200 baud),
+  or longer where a meter asks for it.
+- **Timeouts and retries** per meter; the response deadline counts from the
+  end of the request's transmission, not from the write call.
+- **Circuit breaker** per meter: after `failures_to_open` failed
+  transactions the meter is not asked again until its back-off has passed
+  (doubling up to `max_backoff_s`); then one probe with no retries decides.
+  A dead meter costs the bus one short probe per back-off period, and a
+  revived one is back within one period.
+- **Statistics**: requests, answers, timeouts, garbled answers, exceptions,
+  echoes, answers from the wrong unit, noise bytes, line utilisation.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+from fastcodec import modbus
+from firmware_bridge.exceptions import (
+    GarbledResponse,
+    MeterUnavailable,
+    NoResponse,
+    RemoteException,
+)
+from firmware_bridge.links import BytePipe, sleep_until
+
+__all__ = ["BreakerPolicy", "BusStatistics", "CircuitBreaker", "ModbusBus", "PolledDevice"]
+
+
+@dataclass(frozen=True)
+class PolledDevice:
+    """How to talk to one meter on a bus (its own settings, never a neighbour's)."""
+
+    name: str  # the serial number, for messages and statistics
+    unit_id: int
+    timeout_s: float = 0.5
+    retries: int = 1
+    silence_s: float = 0.0  # extra line silence before its requests
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    failures_to_open: int = 2
+    first_backoff_s: float = 5.0
+    max_backoff_s: float = 60.0
+
+
+class BreakerState(Enum):
+    CLOSED = "closed"  # healthy: asked normally
+    OPEN = "open"  # failing: not asked until its back-off has passed
+    HALF_OPEN = "half-open"  # back-off over: one probe decides
+
+
+@dataclass
+class CircuitBreaker:
+    """The health of one meter as the bus sees it."""
+
+    policy: BreakerPolicy
+    state: BreakerState = BreakerState.CLOSED
+    consecutive_failures: int = 0
+    backoff_s: float = 0.0
+    retry_at: float = 0.0
+
+    def allows(self, now: float) -> bool:
+        if self.state is BreakerState.OPEN and now >= self.retry_at:
+            self.state = BreakerState.HALF_OPEN
+        return self.state is not BreakerState.OPEN
+
+    def succeeded(self) -> None:
+        self.state = BreakerState.CLOSED
+        self.consecutive_failures = 0
+        self.backoff_s = 0.0
+
+    def failed(self, now: float) -> None:
+        self.consecutive_failures += 1
+        probing = self.state is BreakerState.HALF_OPEN
+        if probing or self.consecutive_failures >= self.policy.failures_to_open:
+            self.backoff_s = (
+                min(self.backoff_s * 2, self.policy.max_backoff_s)
+                if probing
+                else self.policy.first_backoff_s
+            )
+            self.state = BreakerState.OPEN
+            self.retry_at = now + self.backoff_s
+
+
+@dataclass
+class BusStatistics:
+    """What the bus did since it was opened."""
+
+    requests: int = 0
+    answers: int = 0
+    timeouts: int = 0
+    garbled: int = 0
+    exceptions: int = 0
+    echoes: int = 0
+    wrong_unit: int = 0
+    skipped_breaker_open: int = 0
+    noise_bytes: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    busy_s: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def utilisation(self) -> float:
+        """Share of the time since opening that the line carried characters."""
+        elapsed = time.monotonic() - self.started_at
+        return self.busy_s / elapsed if elapsed > 0 else 0.0
+
+
+class ModbusBus:
+    """A Modbus RTU bus on one link (see the module doc).
+
+    Args:
+        link: the port.
+        breaker_policy: when to stop asking a failing meter.
+    """
+
+    def __init__(self, link: BytePipe, *, breaker_policy: BreakerPolicy | None = None) -> None:
+        self.link = link
+        self.statistics = BusStatistics()
+        self._policy = breaker_policy or BreakerPolicy()
+        self._breakers: dict[int, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+        self._quiet_since = 0.0
+
+    @property
+    def silent_interval_s(self) -> float:
+        """t3.5: 3.5 characters, at least 1.75 ms (serial line §2.5.1.1)."""
+        character = self.link.character_time_s
+        return 0.0 if character == 0 else max(3.5 * character, 0.00175)
+
+    def breaker(self, device: PolledDevice) -> CircuitBreaker:
+        return self._breakers.setdefault(device.unit_id, CircuitBreaker(self._policy))
+
+    def transact(
+        self, device: PolledDevice, request: bytes
+    ) -> modbus.ReadRegistersResponse | object:
+        """Send one request to one meter and return its parsed answer.
+
+        Raises:
+            MeterUnavailable: its breaker is open; nothing was sent.
+            NoResponse: silence on every try.
+            GarbledResponse: bytes came, but no valid answer from it.
+            RemoteException: it answered with a Modbus exception.
+            LinkClosed: the port went away.
+        """
+        with self._lock:
+            breaker = self.breaker(device)
+            now = time.monotonic()
+            if not breaker.allows(now):
+                self.statistics.skipped_breaker_open += 1
+                raise MeterUnavailable(
+                    device.name,
+                    f"not asked for {breaker.retry_at - now:.0f} s more "
+                    f"after {breaker.consecutive_failures} failures",
+                )
+            tries = 1 if breaker.state is BreakerState.HALF_OPEN else 1 + device.retries
+            failure: NoResponse | GarbledResponse | None = None
+            for _ in range(tries):
+                try:
+                    answer = self._attempt(device, request)
+                except (NoResponse, GarbledResponse) as exc:
+                    failure = exc
+                    continue
+                breaker.succeeded()  # an exception reply proves the meter is alive
+                if isinstance(answer, modbus.ExceptionResponse):
+                    self.statistics.exceptions += 1
+                    raise RemoteException(
+                        device.name,
+                        f"exception {answer.exception_code} ({answer.exception_name})",
+                        answer.exception_code,
+                    )
+                return answer
+            breaker.failed(time.monotonic())
+            assert failure is not None
+            raise failure
+
+    def _attempt(self, device: PolledDevice, request: bytes) -> object:
+        stats, character = self.statistics, self.link.character_time_s
+        sleep_until(self._quiet_since + self.silent_interval_s + device.silence_s)
+        stats.noise_bytes += self.link.discard_input()
+        self.link.write(request)
+        stats.requests += 1
+        stats.bytes_out += len(request)
+        stats.busy_s += len(request) * character
+        sent_at = time.monotonic() + len(request) * character
+        deadline = sent_at + device.timeout_s
+        splitter = modbus.RtuSplitter(modbus.Expect.BOTH)
+        received = 0
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                chunk = self.link.read(512, remaining)
+                if not chunk:
+                    continue
+                received += len(chunk)
+                stats.bytes_in += len(chunk)
+                stats.busy_s += len(chunk) * character
+                splitter.feed(chunk)
+                answer = self._answer_in(splitter, device, request)
+                if answer is not None:
+                    stats.answers += 1
+                    return answer
+        finally:
+            stats.noise_bytes += splitter.discarded_noise_bytes
+            self._quiet_since = time.monotonic()
+        if received:
+            stats.garbled += 1
+            raise GarbledResponse(
+                device.name,
+                f"{received} bytes but no valid answer within {device.timeout_s * 1000:.0f} ms",
+            )
+        stats.timeouts += 1
+        raise NoResponse(device.name, f"no answer within {device.timeout_s * 1000:.0f} ms")
+
+    def _answer_in(
+        self, splitter: modbus.RtuSplitter, device: PolledDevice, request: bytes
+    ) -> object | None:
+        while not isinstance(frame := splitter.next_frame(), modbus.NeedData):
+            if splitter.last_direction is modbus.Direction.REQUEST:
+                if frame == request:
+                    self.statistics.echoes += 1  # the adapter hears itself
+                continue
+            if frame[0] != device.unit_id:
+                self.statistics.wrong_unit += 1
+                continue
+            if frame[1] & 0x7F != request[1]:
+                continue  # a late answer to an earlier request
+            return modbus.parse_response(frame)
+        return None

@@ -1,0 +1,214 @@
+"""Byte pipes to meters: serial ports (local, rfc2217://, socket://) and TCP.
+
+Everything above this module speaks to a `BytePipe`: write bytes, read what
+came within a timeout, drop stale input, change the character format (the
+IEC 62056-21 baud switch). Implementations here wrap pyserial (which also
+opens ser2net-style `rfc2217://host:port` and `socket://host:port` URLs) and
+plain TCP sockets; `firmware_bridge.loopback` has an in-memory pair for tests.
+
+Blocking I/O with timeouts, one thread per physical bus: a bus carries one
+transaction at a time anyway, and blocking reads give the most precise
+timing on small gateways.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from typing import Protocol, runtime_checkable
+
+import serial
+import serial.rs485
+
+from firmware_bridge.exceptions import LinkClosed, LinkOpenError
+
+__all__ = ["BytePipe", "SerialLink", "TcpLink", "character_time_s"]
+
+
+def character_time_s(
+    baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
+) -> float:
+    """Seconds one character takes on the wire: (start + data + parity + stop) / baud."""
+    return (1 + bytesize + (0 if parity == "N" else 1) + stopbits) / baudrate
+
+
+@runtime_checkable
+class BytePipe(Protocol):
+    """What the bus and the protocol sessions need from a link."""
+
+    @property
+    def character_time_s(self) -> float:
+        """Wire time of one character (0 for links without a line rate)."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send bytes (returns once handed to the OS)."""
+        ...
+
+    def read(self, max_bytes: int, timeout_s: float) -> bytes:
+        """What arrives within `timeout_s` (b"" on silence); returns as soon as
+        something arrived."""
+        ...
+
+    def discard_input(self) -> int:
+        """Drop unread input; return how many bytes were dropped."""
+        ...
+
+    def set_format(
+        self, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
+    ) -> None:
+        """Change speed and character format (serial links only)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SerialLink:
+    """A serial port through pyserial: a device path or an rfc2217:// / socket:// URL.
+
+    Args:
+        port: "/dev/ttyUSB0", "rfc2217://ser2net:4001", "socket://host:4002".
+        baudrate, bytesize, parity, stopbits: the character format.
+        rs485: switch the port into the kernel's RS-485 mode (driver enable
+            by RTS), for adapters that need it.
+
+    Raises:
+        LinkOpenError: the port cannot be opened.
+    """
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        baudrate: int = 9600,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: int = 1,
+        rs485: bool = False,
+    ) -> None:
+        self.port = port
+        try:
+            self._serial = serial.serial_for_url(port, do_not_open=True, timeout=0)
+            self._apply_format(baudrate, bytesize, parity, stopbits)
+            self._serial.open()
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise LinkOpenError(f"cannot open {port}: {exc}") from exc
+        if rs485:
+            self._serial.rs485_mode = serial.rs485.RS485Settings()
+
+    def _apply_format(self, baudrate: int, bytesize: int, parity: str, stopbits: int) -> None:
+        self._serial.baudrate = baudrate
+        self._serial.bytesize = bytesize
+        self._serial.parity = parity
+        self._serial.stopbits = stopbits
+        self._character_time_s = character_time_s(baudrate, bytesize, parity, stopbits)
+
+    @property
+    def character_time_s(self) -> float:
+        return self._character_time_s
+
+    def set_format(
+        self, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
+    ) -> None:
+        try:
+            self._apply_format(baudrate, bytesize, parity, stopbits)
+        except (serial.SerialException, ValueError, OSError) as exc:
+            raise LinkClosed(
+                f"{self.port}: cannot set {baudrate} {bytesize}{parity}{stopbits}: {exc}"
+            ) from exc
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._serial.write(data)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkClosed(f"{self.port}: write failed: {exc}") from exc
+
+    def read(self, max_bytes: int, timeout_s: float) -> bytes:
+        try:
+            self._serial.timeout = max(0.0, timeout_s)
+            first = self._serial.read(1)
+            if not first:
+                return b""
+            self._serial.timeout = 0
+            return bytes(first + self._serial.read(max(0, max_bytes - 1)))
+        except (serial.SerialException, OSError) as exc:
+            raise LinkClosed(f"{self.port}: read failed: {exc}") from exc
+
+    def discard_input(self) -> int:
+        try:
+            self._serial.timeout = 0
+            dropped = len(self._serial.read(65536))
+        except (serial.SerialException, OSError) as exc:
+            raise LinkClosed(f"{self.port}: read failed: {exc}") from exc
+        return dropped
+
+    def close(self) -> None:
+        with contextlib.suppress(serial.SerialException, OSError):
+            self._serial.close()
+
+
+class TcpLink:
+    """A TCP connection (Modbus TCP, DLMS wrapper, a transparent serial server).
+
+    Raises:
+        LinkOpenError: the host does not accept the connection.
+    """
+
+    character_time_s = 0.0
+
+    def __init__(self, host: str, port: int, *, connect_timeout_s: float = 5.0) -> None:
+        self.host, self.port = host, port
+        try:
+            self._socket = socket.create_connection((host, port), timeout=connect_timeout_s)
+        except OSError as exc:
+            raise LinkOpenError(f"cannot connect to {host}:{port}: {exc}") from exc
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def set_format(
+        self, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
+    ) -> None:
+        """TCP has no character format: nothing to change."""
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._socket.sendall(data)
+        except OSError as exc:
+            raise LinkClosed(f"{self.host}:{self.port}: send failed: {exc}") from exc
+
+    def read(self, max_bytes: int, timeout_s: float) -> bytes:
+        self._socket.settimeout(max(timeout_s, 1e-6))
+        try:
+            data = self._socket.recv(max_bytes)
+        except TimeoutError:
+            return b""
+        except OSError as exc:
+            raise LinkClosed(f"{self.host}:{self.port}: receive failed: {exc}") from exc
+        if not data:
+            raise LinkClosed(f"{self.host}:{self.port}: the peer closed the connection")
+        return data
+
+    def discard_input(self) -> int:
+        dropped = 0
+        self._socket.setblocking(False)
+        try:
+            while chunk := self._socket.recv(65536):
+                dropped += len(chunk)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            raise LinkClosed(f"{self.host}:{self.port}: receive failed: {exc}") from exc
+        finally:
+            self._socket.setblocking(True)
+        return dropped
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._socket.close()
+
+
+def sleep_until(deadline: float) -> None:
+    """Sleep until time.monotonic() reaches `deadline` (no-op if past)."""
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        time.sleep(remaining)
