@@ -22,8 +22,10 @@ __all__ = [
     "AgentConfig",
     "BufferConfig",
     "ConfigFileError",
+    "DlmsTcpBusConfig",
     "GatewayConfig",
     "MeterConfig",
+    "OpticalBusConfig",
     "SerialBusConfig",
     "TcpBusConfig",
     "UplinkConfig",
@@ -94,6 +96,13 @@ class MeterConfig(_Strict):
     serial: str = Field(min_length=1, max_length=64)
     profile: str
     unit_id: int | None = Field(default=None, ge=1, le=247)  # Modbus
+    # DLMS: the association (client 1 = management with the LLS password,
+    # 16 = public) and the server's HDLC addresses.
+    client_address: int = Field(default=1, ge=1, le=0x7F)
+    server_address: int = Field(default=1, ge=0, le=0x3FFF)  # logical device
+    physical_address: int | None = Field(default=None, ge=16, le=0x3FFD)  # HDLC
+    password: str | None = None
+    password_file: Path | None = None
     interval_s: int = Field(default=900, ge=1, le=86_400)
     turnaround_ms: float | None = Field(default=None, ge=0)  # overrides the profile
     timeout_ms: float = Field(default=500, gt=0)
@@ -139,7 +148,32 @@ class TcpBusConfig(_Strict):
     meters: list[MeterConfig] = Field(min_length=1)
 
 
-BusConfig = Annotated[SerialBusConfig | TcpBusConfig, Field(discriminator="link")]
+class DlmsTcpBusConfig(_Strict):
+    """A DLMS meter over TCP (IEC 62056-47 wrapper)."""
+
+    name: str
+    link: Literal["dlms-tcp"]
+    host: str
+    port: int = Field(default=4059, ge=1, le=65535)
+    meters: list[MeterConfig] = Field(min_length=1, max_length=1)
+
+
+class OpticalBusConfig(_Strict):
+    """A meter read at its optical port (IEC 62056-21), one probe each."""
+
+    name: str
+    link: Literal["optical"]
+    port: str
+    baudrate: int = 9600  # after the switch; sign-on is always 300 baud 7E1
+    mode: Literal["C", "E"] = "C"  # C: data readout; E: DLMS over HDLC
+    baud_switch: bool = True  # False for meters that stay at 300 baud
+    meters: list[MeterConfig] = Field(min_length=1, max_length=1)
+
+
+BusConfig = Annotated[
+    SerialBusConfig | TcpBusConfig | DlmsTcpBusConfig | OpticalBusConfig,
+    Field(discriminator="link"),
+]
 
 
 class AgentConfig(_Strict):

@@ -22,6 +22,7 @@ and some meters want more before they listen.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from firmware_bridge.exceptions import (
     RemoteException,
 )
 from firmware_bridge.links import BytePipe, sleep_until
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BreakerPolicy", "BusStatistics", "CircuitBreaker", "ModbusBus", "PolledDevice"]
 
@@ -194,27 +197,32 @@ class ModbusBus:
         sleep_until(self._quiet_since + self.silent_interval_s + device.silence_s)
         stats.noise_bytes += self.link.discard_input()
         self.link.write(request)
+        log.debug("%s → %s", device.name, request.hex(" "))
         stats.requests += 1
         stats.bytes_out += len(request)
         stats.busy_s += len(request) * character
-        sent_at = time.monotonic() + len(request) * character
-        deadline = sent_at + device.timeout_s
-        splitter = modbus.RtuSplitter(modbus.Expect.BOTH)
+        deadline = time.monotonic() + len(request) * character + device.timeout_s
+        # Responses only: in BOTH mode one 9-byte reply in 256 has a CRC-valid
+        # 8-byte prefix that reads as a request. Our own echo is known exactly.
+        splitter = modbus.RtuSplitter(modbus.Expect.RESPONSES)
+        echo = _EchoFilter(request)
         received = 0
         try:
             while (remaining := deadline - time.monotonic()) > 0:
                 chunk = self.link.read(512, remaining)
                 if not chunk:
                     continue
+                log.debug("%s ← %s", device.name, chunk.hex(" "))
                 received += len(chunk)
                 stats.bytes_in += len(chunk)
                 stats.busy_s += len(chunk) * character
-                splitter.feed(chunk)
+                splitter.feed(echo.strip(chunk))
                 answer = self._answer_in(splitter, device, request)
                 if answer is not None:
                     stats.answers += 1
                     return answer
         finally:
+            stats.echoes += echo.seen
             stats.noise_bytes += splitter.discarded_noise_bytes
             self._quiet_since = time.monotonic()
         if received:
@@ -230,10 +238,6 @@ class ModbusBus:
         self, splitter: modbus.RtuSplitter, device: PolledDevice, request: bytes
     ) -> object | None:
         while not isinstance(frame := splitter.next_frame(), modbus.NeedData):
-            if splitter.last_direction is modbus.Direction.REQUEST:
-                if frame == request:
-                    self.statistics.echoes += 1  # the adapter hears itself
-                continue
             if frame[0] != device.unit_id:
                 self.statistics.wrong_unit += 1
                 continue
@@ -241,3 +245,25 @@ class ModbusBus:
                 continue  # a late answer to an earlier request
             return modbus.parse_response(frame)
         return None
+
+
+class _EchoFilter:
+    """Drops our own request when the adapter echoes it (two-wire RS-485
+    adapters without echo suppression hear themselves)."""
+
+    def __init__(self, request: bytes) -> None:
+        self._request = request
+        self._matched = 0  # bytes of the request matched so far; -1: no echo
+        self.seen = 0
+
+    def strip(self, chunk: bytes) -> bytes:
+        if self._matched < 0 or self._matched == len(self._request):
+            return chunk
+        expected = self._request[self._matched : self._matched + len(chunk)]
+        if chunk[: len(expected)] != expected:
+            held, self._matched = self._request[: self._matched], -1
+            return held + chunk  # not an echo after all: give back what we held
+        self._matched += len(expected)
+        if self._matched == len(self._request):
+            self.seen = 1
+        return chunk[len(expected) :]

@@ -14,6 +14,8 @@ timing on small gateways.
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import socket
 import time
 from typing import Protocol, runtime_checkable
@@ -88,14 +90,30 @@ class SerialLink:
         rs485: bool = False,
     ) -> None:
         self.port = port
+        self._character_time_s = 0.0
         try:
             self._serial = serial.serial_for_url(port, do_not_open=True, timeout=0)
             self._apply_format(baudrate, bytesize, parity, stopbits)
-            self._serial.open()
+            self._open()
         except (serial.SerialException, ValueError, OSError) as exc:
             raise LinkOpenError(f"cannot open {port}: {exc}") from exc
         if rs485:
             self._serial.rs485_mode = serial.rs485.RS485Settings()
+
+    def _open(self) -> None:
+        if _is_pseudo_terminal(self.port):
+            # A pseudo-terminal (a simulated bus) has no parity bit to carry,
+            # and some kernels refuse PARENB on one, now or at a later
+            # reconfiguration: open it 8N1; the declared format's character
+            # time (set by _apply_format) still drives timing and statistics.
+            self._serial.parity, self._serial.bytesize, self._serial.stopbits = "N", 8, 1
+        self._serial.open()
+        # Local ports have a descriptor to wait on (non-blocking reads after
+        # select); rfc2217:// and socket:// handlers use pyserial's timeouts.
+        self._fd: int | None = None
+        if isinstance(self._serial, serial.Serial) and hasattr(self._serial, "fd"):
+            self._fd = self._serial.fileno()
+            self._serial.timeout = 0
 
     def _apply_format(self, baudrate: int, bytesize: int, parity: str, stopbits: int) -> None:
         self._serial.baudrate = baudrate
@@ -126,18 +144,25 @@ class SerialLink:
 
     def read(self, max_bytes: int, timeout_s: float) -> bytes:
         try:
+            if self._fd is not None:
+                # Wait with select on the descriptor: changing pyserial's
+                # timeout would cost a tcsetattr per read, a byte at a time.
+                if not select.select([self._fd], [], [], max(0.0, timeout_s))[0]:
+                    return b""
+                return bytes(self._serial.read(max_bytes))
             self._serial.timeout = max(0.0, timeout_s)
             first = self._serial.read(1)
             if not first:
                 return b""
             self._serial.timeout = 0
             return bytes(first + self._serial.read(max(0, max_bytes - 1)))
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkClosed(f"{self.port}: read failed: {exc}") from exc
 
     def discard_input(self) -> int:
         try:
-            self._serial.timeout = 0
+            if self._fd is None:
+                self._serial.timeout = 0
             dropped = len(self._serial.read(65536))
         except (serial.SerialException, OSError) as exc:
             raise LinkClosed(f"{self.port}: read failed: {exc}") from exc
@@ -205,6 +230,10 @@ class TcpLink:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._socket.close()
+
+
+def _is_pseudo_terminal(port: str) -> bool:
+    return os.path.realpath(port).startswith("/dev/pts/")
 
 
 def sleep_until(deadline: float) -> None:

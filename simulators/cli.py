@@ -137,18 +137,35 @@ def fault(
             faults[name] = json.loads(text)
         except json.JSONDecodeError:
             faults[name] = text  # e.g. noise=00ff00 (hex)
+    answer = _control(state_dir, {"serial": serial, "faults": faults})
+    console.print_json(data=answer["faults"])
+
+
+def _control(state_dir: Path, command: dict[str, object]) -> dict[str, object]:
     with socket.socket(socket.AF_UNIX) as control:
         try:
             control.connect(str(state_dir / "control.sock"))
         except OSError as exc:
             errors.print(f"no running fleet at {state_dir}: {exc}")
             raise typer.Exit(1) from None
-        control.sendall(json.dumps({"serial": serial, "faults": faults}).encode() + b"\n")
-        answer = json.loads(control.makefile().readline())
+        control.sendall(json.dumps(command).encode() + b"\n")
+        answer: dict[str, object] = json.loads(control.makefile().readline())
     if not answer["ok"]:
         errors.print(f"refused: {answer['error']}")
         raise typer.Exit(1)
-    console.print_json(data=answer["faults"])
+    return answer
+
+
+@app.command()
+def replace(
+    serial: Annotated[str, typer.Argument(help="The meter to swap (see fleet.json).")],
+    state_dir: Annotated[Path, typer.Option(help="The running fleet's state folder.")] = Path(
+        "var/sim"
+    ),
+) -> None:
+    """Swap a meter of a running fleet: new serial, fresh register (agent configs rewritten)."""
+    answer = _control(state_dir, {"serial": serial, "replace": True})
+    console.print(f"{serial} replaced by {answer['serial']}")
 
 
 @app.command()

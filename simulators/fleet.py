@@ -4,7 +4,8 @@
 reachable, and writes into its state folder what the rest of the stack needs
 to wire up without hand work:
 
-- `fleet.json`: every gateway, bus, port and meter (serial, model, unit id);
+- `fleet.json`: every gateway, bus, port and meter (serial, model, unit id,
+  link: "serial" | "tcp" for Modbus, "dlms-tcp" | "optical" for DLMS);
 - `agents/<gateway>.yaml`: an agent configuration per gateway that reads
   exactly these meters (validated by `voltstack-agent check-config`);
 - `ports/<gateway>-<bus>`: stable symlinks to the buses' serial devices;
@@ -34,8 +35,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from edge_agent.profiles import available_profiles, load_profile
 from edge_agent.yamlsource import load_yaml_file
 from simulators.clock import SimClock
+from simulators.dlms import MANAGEMENT_CLIENT, DlmsMeter
+from simulators.dlms_links import DlmsTcpMeter
 from simulators.faults import MeterFaults
 from simulators.modbus import ModbusMeter, ModbusRtuBus, ModbusTcpMeters
+from simulators.optical import OpticalPort
 from simulators.physics import SHAPES, MeterPhysics
 
 log = logging.getLogger(__name__)
@@ -62,9 +66,51 @@ class MeterGroup(_Strict):
             raise ValueError(
                 f"model {self.model!r} is not one of: {', '.join(available_profiles())}"
             )
+        if load_profile(self.model).protocol != "modbus":
+            raise ValueError(f"model {self.model!r} is not a Modbus model")
         if self.first_unit + self.count - 1 > 247:
             raise ValueError("unit ids run past 247")
         return self
+
+
+class DlmsGroup(_Strict):
+    """`count` DLMS meters of one model with consecutive physical HDLC addresses."""
+
+    model: str = "generic-dlms"
+    count: int = Field(default=1, ge=1, le=100)
+    first_unit: int = Field(default=17, ge=16, le=0x3FFD)  # the lower HDLC address
+    shape: Literal["household", "commercial"] = "household"
+    peak_w: float | None = Field(default=None, gt=0)
+    pv_peak_w: float = Field(default=0.0, ge=0)
+    rollover_kwh: float | None = Field(default=None, gt=0)
+    password: str = Field(default="00000000", min_length=1, max_length=32)
+    clock_drift_s_per_day: float = 0.0
+    # Optical port only: HDLC protocol mode E, and whether it takes the baud switch.
+    mode_e: bool = True
+    baud_switch: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> DlmsGroup:
+        if self.model not in available_profiles() or load_profile(self.model).protocol != "dlms":
+            raise ValueError(f"model {self.model!r} is not a DLMS model (e.g. generic-dlms)")
+        if self.first_unit + self.count - 1 > 0x3FFD:
+            raise ValueError("physical addresses run past 0x3FFD")
+        return self
+
+
+class DlmsTcpSpec(_Strict):
+    """DLMS meters on the IEC 62056-47 wrapper over TCP, each on its own loopback port."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    meters: list[DlmsGroup] = Field(min_length=1)
+
+
+class OpticalSpec(_Strict):
+    """DLMS meters read at their optical port (IEC 62056-21), one probe line each."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    baud_char: Literal["1", "2", "3", "4", "5", "6"] = "5"
+    meters: list[DlmsGroup] = Field(min_length=1)
 
 
 class BusSpec(_Strict):
@@ -89,6 +135,8 @@ class GatewaySpec(_Strict):
     interval_s: int = Field(default=60, ge=1)
     buses: list[BusSpec] = []
     tcp: list[TcpSpec] = []
+    dlms_tcp: list[DlmsTcpSpec] = []
+    optical: list[OpticalSpec] = []
 
 
 class FleetSpec(_Strict):
@@ -117,8 +165,8 @@ class SimulatedMeter:
 
     gateway: str
     bus: str
-    link: Literal["serial", "tcp"]
-    device: ModbusMeter
+    link: Literal["serial", "tcp", "dlms-tcp", "optical"]
+    device: ModbusMeter | DlmsMeter
     port: str  # serial device path or host:port
 
     @property
@@ -144,7 +192,7 @@ def fleet_epoch(spec: FleetSpec, state_dir: Path) -> datetime:
     return today
 
 
-def meter_physics(spec: FleetSpec, group: MeterGroup, serial: str) -> MeterPhysics:
+def meter_physics(spec: FleetSpec, group: MeterGroup | DlmsGroup, serial: str) -> MeterPhysics:
     assert spec.epoch is not None, "resolve the epoch first (fleet_epoch)"
     profile = load_profile(group.model)
     seed = spec.seed * 1_000_003 + zlib.crc32(serial.encode())
@@ -174,6 +222,8 @@ class Fleet:
     meters: dict[str, SimulatedMeter] = field(default_factory=dict)
     buses: list[ModbusRtuBus] = field(default_factory=list)
     tcp_servers: list[ModbusTcpMeters] = field(default_factory=list)
+    dlms_servers: list[DlmsTcpMeter] = field(default_factory=list)
+    optical_ports: list[OpticalPort] = field(default_factory=list)
     _control: asyncio.AbstractServer | None = None
 
     @classmethod
@@ -208,6 +258,54 @@ class Fleet:
             self.clock,
         )
 
+    def _dlms_meter(
+        self, gateway_index: int, link_index: int, group: DlmsGroup, unit: int
+    ) -> DlmsMeter:
+        serial = meter_serial(group.model, gateway_index, link_index, unit)
+        meter = dlms_meter(self.spec, group, serial, unit, self.clock)
+        return meter
+
+    async def _start_dlms(self, gateway_index: int, gateway: GatewaySpec) -> None:
+        link_index = len(gateway.buses) + len(gateway.tcp)
+        for dlms_spec in gateway.dlms_tcp:
+            link_index += 1
+            for group in dlms_spec.meters:
+                for unit in range(group.first_unit, group.first_unit + group.count):
+                    meter = self._dlms_meter(gateway_index, link_index, group, unit)
+                    server = DlmsTcpMeter(meter)
+                    self.dlms_servers.append(server)
+                    await server.start()
+                    self.meters[meter.serial] = SimulatedMeter(
+                        gateway.id,
+                        dlms_spec.name,
+                        "dlms-tcp",
+                        meter,
+                        f"{server.host}:{server.port}",
+                    )
+        for optical_spec in gateway.optical:
+            link_index += 1
+            for group in optical_spec.meters:
+                for unit in range(group.first_unit, group.first_unit + group.count):
+                    meter = self._dlms_meter(gateway_index, link_index, group, unit)
+                    probe = OpticalPort(
+                        meter,
+                        timing=self.spec.timing,
+                        baud_char=optical_spec.baud_char,
+                        mode_e=group.mode_e,
+                        baud_switch=group.baud_switch,
+                    )
+                    self.optical_ports.append(probe)
+                    await probe.start()
+                    link = (
+                        self.state_dir
+                        / "ports"
+                        / f"{gateway.id}-{optical_spec.name}-{meter.serial.lower()}"
+                    )
+                    probe.line.link(link)
+                    self.meters[meter.serial] = SimulatedMeter(
+                        gateway.id, optical_spec.name, "optical", meter, str(link)
+                    )
+
     async def _start_gateway(self, gateway_index: int, gateway: GatewaySpec) -> None:
         for bus_index, bus_spec in enumerate(gateway.buses, start=1):
             devices = [
@@ -240,6 +338,7 @@ class Fleet:
                     self.meters[device.serial] = SimulatedMeter(
                         gateway.id, tcp_spec.name, "tcp", device, f"{server.host}:{server.port}"
                     )
+        await self._start_dlms(gateway_index, gateway)
 
     async def stop(self) -> None:
         if self._control is not None:
@@ -252,8 +351,14 @@ class Fleet:
             await server.stop()
         for bus in self.buses:
             await bus.stop()
+        for dlms_server in self.dlms_servers:
+            await dlms_server.stop()
+        for probe in self.optical_ports:
+            await asyncio.to_thread(probe.stop_sync)
         self.tcp_servers.clear()
         self.buses.clear()
+        self.dlms_servers.clear()
+        self.optical_ports.clear()
 
     # -- what the rest of the stack reads ---------------------------------
 
@@ -308,12 +413,76 @@ class Fleet:
                             "meters": [self._meter_entry(m, gateway)],
                         }
                     )
+        buses.extend(self._dlms_buses(gateway))
         return {
             "gateway": {"id": gateway.id, "site": "simulated"},
             "uplink": {"broker": self.spec.broker, "username": gateway.id},
             "buffer": {"path": str(self.state_dir / "agents" / f"{gateway.id}.buffer.sqlite")},
             "buses": buses,
         }
+
+    def _dlms_buses(self, gateway: GatewaySpec) -> list[dict[str, Any]]:
+        """One bus per DLMS meter: a TCP connection or an optical probe each."""
+        buses: list[dict[str, Any]] = []
+        for m in self.meters.values():
+            if m.gateway != gateway.id or not isinstance(m.device, DlmsMeter):
+                continue
+            name = f"{m.bus}-{m.serial.lower()}"
+            if m.link == "dlms-tcp":
+                host, port = m.port.rsplit(":", 1)
+                buses.append(
+                    {
+                        "name": name,
+                        "link": "dlms-tcp",
+                        "host": host,
+                        "port": int(port),
+                        "meters": [self._dlms_entry(m, gateway, "generic-dlms")],
+                    }
+                )
+                continue
+            spec = next(o for o in gateway.optical if o.name == m.bus)
+            group = self._group_of(m.serial)
+            buses.append(
+                {
+                    "name": name,
+                    "link": "optical",
+                    "port": m.port,
+                    "baudrate": {"1": 600, "2": 1200, "3": 2400, "4": 4800, "5": 9600}.get(
+                        spec.baud_char, 19200
+                    ),
+                    "mode": "E" if group.mode_e else "C",
+                    "baud_switch": group.baud_switch,
+                    "meters": [
+                        self._dlms_entry(
+                            m, gateway, "generic-dlms" if group.mode_e else "generic-iec62056-21"
+                        )
+                    ],
+                }
+            )
+        return buses
+
+    def _group_of(self, serial: str) -> DlmsGroup:
+        group = _serials(self.spec)[serial][2]
+        assert isinstance(group, DlmsGroup)
+        return group
+
+    @staticmethod
+    def _dlms_entry(meter: SimulatedMeter, gateway: GatewaySpec, profile: str) -> dict[str, Any]:
+        device = meter.device
+        assert isinstance(device, DlmsMeter)
+        entry: dict[str, Any] = {"serial": meter.serial, "profile": profile}
+        if profile == "generic-dlms":
+            entry.update(
+                {
+                    "client_address": MANAGEMENT_CLIENT,
+                    "server_address": device.logical_address,
+                    "password": device.password,
+                }
+            )
+            if meter.link == "optical":
+                entry["physical_address"] = device.physical_address
+        entry["interval_s"] = gateway.interval_s
+        return entry
 
     @staticmethod
     def _meter_entry(meter: SimulatedMeter, gateway: GatewaySpec) -> dict[str, Any]:
@@ -369,9 +538,40 @@ class Fleet:
         finally:
             writer.close()
 
+    def replace_meter(self, serial: str) -> str:
+        """A technician swaps the meter: same place and address, a new serial,
+        a fresh energy register. Returns the new serial; fleet.json and the
+        agent configs are rewritten (the agent must be reconfigured, as in
+        the field). Its ground truth comes from `truth`, not `truth_of`."""
+        placed = self.meters.pop(serial)
+        device = placed.device
+        new_serial = _replacement_serial(serial, set(self.meters))
+        now = self.clock.now()
+        device.serial = new_serial
+        device.physics = MeterPhysics(
+            seed=self.spec.seed * 1_000_003 + zlib.crc32(new_serial.encode()),
+            shape=device.physics.shape,
+            phases=device.physics.phases,
+            peak_w=device.physics.peak_w,
+            epoch_s=now,
+            initial_import_kwh=0.0,
+            pv_peak_w=device.physics.pv_peak_w,
+            rollover_kwh=device.physics.rollover_kwh,
+        )
+        if isinstance(device, DlmsMeter):  # a new meter: its own clock, profile and log
+            device.installed_s = device.physics.epoch_s
+            device.events.clear()
+            device.outages.clear()
+        device.faults.clear()
+        self.meters[new_serial] = placed
+        self._write_manifest()
+        return new_serial
+
     def _control_command(self, line: bytes) -> dict[str, Any]:
         try:
             command = json.loads(line)
+            if command.get("replace"):
+                return {"ok": True, "serial": self.replace_meter(command["serial"])}
             faults = self.set_fault(command["serial"], **command.get("faults", {}))
         except (ValueError, KeyError, TypeError) as exc:
             return {"ok": False, "error": str(exc)}
@@ -379,11 +579,38 @@ class Fleet:
         return {"ok": True, "serial": command["serial"], "faults": state}
 
 
-def _serials(spec: FleetSpec) -> dict[str, tuple[int, int, MeterGroup, int]]:
+def _replacement_serial(serial: str, taken: set[str]) -> str:
+    base = serial.split("-R")[0]
+    number = 1
+    while f"{base}-R{number}" in taken or f"{base}-R{number}" == serial:
+        number += 1
+    return f"{base}-R{number}"
+
+
+def dlms_meter(
+    spec: FleetSpec, group: DlmsGroup, serial: str, unit: int, clock: SimClock
+) -> DlmsMeter:
+    """A fleet's DLMS meter (its physics seeded like every fleet meter)."""
+    meter = DlmsMeter(
+        serial,
+        meter_physics(spec, group, serial),
+        clock,
+        password=group.password,
+        physical_address=unit,
+        profile=load_profile(group.model),
+    )
+    meter.faults.clock_drift_s_per_day = group.clock_drift_s_per_day
+    return meter
+
+
+def _serials(spec: FleetSpec) -> dict[str, tuple[int, int, MeterGroup | DlmsGroup, int]]:
     """Every meter's serial → (gateway index, link index, group, unit)."""
     found = {}
     for gateway_index, gateway in enumerate(spec.gateways, start=1):
-        links = [bus.meters for bus in gateway.buses] + [tcp.meters for tcp in gateway.tcp]
+        links: list[list[MeterGroup] | list[DlmsGroup]] = [bus.meters for bus in gateway.buses]
+        links += [tcp.meters for tcp in gateway.tcp]
+        links += [dlms.meters for dlms in gateway.dlms_tcp]
+        links += [probe.meters for probe in gateway.optical]
         for link_index, groups in enumerate(links, start=1):
             for group in groups:
                 for unit in range(group.first_unit, group.first_unit + group.count):
@@ -415,6 +642,9 @@ def truth_of(
     when = at or datetime.now(UTC)
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    if isinstance(group, DlmsGroup):
+        meter = dlms_meter(spec, group, serial, unit, SimClock(start=when.timestamp()))
+        return meter.presented_values(when.timestamp())
     device = ModbusMeter(
         load_profile(group.model),
         unit,

@@ -124,6 +124,7 @@ class VirtualSerialLine:
         self._request_end_at = 0.0
         self._pending = {self._client.master: bytearray(), self._device.master: bytearray()}
         self._last_byte_at = {self._client.master: 0.0, self._device.master: 0.0}
+        self._first_byte_at = {self._client.master: 0.0, self._device.master: 0.0}
         self._stop = threading.Event()
         self._wakeup_read, self._wakeup_write = os.pipe()
         self._thread = threading.Thread(target=self._run, name="virtual-serial-line", daemon=True)
@@ -218,6 +219,8 @@ class VirtualSerialLine:
             # EIO: nobody has the other side open (a master closed its port).
             time.sleep(0.01)
             return
+        if not self._pending[fd]:
+            self._first_byte_at[fd] = time.monotonic()
         self._pending[fd] += data
         self._last_byte_at[fd] = time.monotonic()
 
@@ -226,10 +229,12 @@ class VirtualSerialLine:
             if pending and now - self._last_byte_at[fd] >= self.burst_gap_s:
                 frame = bytes(pending)
                 pending.clear()
+                # The frame went on the wire when its first byte was written,
+                # not when we noticed its end.
                 if fd == self._client.master:
-                    self._on_request(frame, now)
+                    self._on_request(frame, self._first_byte_at[fd])
                 else:
-                    self._on_response(frame, now)
+                    self._on_response(frame, self._first_byte_at[fd])
 
     def _on_request(self, frame: bytes, now: float) -> None:
         stats = self.statistics
@@ -242,8 +247,10 @@ class VirtualSerialLine:
         if self.request_gate is not None and not self.request_gate(frame):
             stats.dropped_requests += 1
             return
-        # The device acts on a frame only once its last byte has arrived.
-        self._schedule(end, self._device.master, frame)
+        # The simulated device gets the frame at once, so its computing time
+        # hides behind the request's wire time; its answer is still held
+        # until the request's end plus its turnaround (_on_response).
+        self._schedule(now, self._device.master, frame)
 
     def _on_response(self, frame: bytes, now: float) -> None:
         extra_s = 0.0

@@ -107,7 +107,9 @@ class MeterPhysics:
         self.shape = shape
         self.phases = phases
         self.peak_w = peak_w
+        self.installed_s = epoch_s  # the registers read their initial values here
         self.epoch_s = epoch_s - epoch_s % 86_400  # whole days: simpler caches
+        self._install_offset: list[float] | None = None
         self.initial_import_kwh = initial_import_kwh
         self.pv_peak_w = pv_peak_w
         self.rollover_kwh = rollover_kwh
@@ -207,7 +209,16 @@ class MeterPhysics:
         return tuple(prefix)
 
     def energy_kwh(self, at_s: float) -> list[float]:
-        """Cumulative energies at `at_s`, before rollover."""
+        """Cumulative energies at `at_s`, before rollover; the initial values
+        at `installed_s` (caches count from the start of that day)."""
+        if self._install_offset is None:
+            at_day_start = self._energy_at_day_start(int(self.epoch_s // 86_400))
+            at_install = self._energy_since_day_start(self.installed_s)
+            self._install_offset = [a - b for a, b in zip(at_install, at_day_start, strict=True)]
+        raw = self._energy_since_day_start(max(at_s, self.installed_s))
+        return [a - b for a, b in zip(raw, self._install_offset, strict=True)]
+
+    def _energy_since_day_start(self, at_s: float) -> list[float]:
         bucket = int(at_s // BUCKET_S)
         day, index = divmod(bucket, BUCKETS_PER_DAY)
         buckets = self._bucket_cache(day)

@@ -20,7 +20,7 @@ from edge_agent.domain.request_plan import ReadBlock, plan_reads
 from edge_agent.profiles import DeviceProfile, Quantity
 from fastcodec import modbus
 from firmware_bridge.bus import ModbusBus, PolledDevice
-from firmware_bridge.exceptions import BusError
+from firmware_bridge.exceptions import BusError, MeterUnavailable, NoResponse
 
 __all__ = ["BlockFailure", "MeterRead", "ModbusMeterReader"]
 
@@ -99,9 +99,17 @@ class ModbusMeterReader:
         """
         readings: list[Reading] = []
         failures: list[BlockFailure] = []
+        silent: BusError | None = None
         for block, request, layout in zip(self.plan, self._requests, self._layouts, strict=True):
+            if silent is not None:  # a silent meter costs one timeout a cycle, not one a block
+                failures.append(BlockFailure(block, silent))
+                continue
             try:
                 answer = self.bus.transact(self.device, request)
+            except (NoResponse, MeterUnavailable) as exc:
+                silent = exc
+                failures.append(BlockFailure(block, exc))
+                continue
             except BusError as exc:
                 failures.append(BlockFailure(block, exc))
                 continue

@@ -1,21 +1,52 @@
-"""`voltstack-agent`: the gateway daemon and the commissioning commands."""
+"""`voltstack-agent`: the gateway daemon and the technicians' commissioning commands.
+
+Exit codes scripts can trust (docs/commissioning.md):
+0 done; 1 the meters did not answer as asked (nothing found, a read failed);
+2 usage error; 3 invalid configuration or profile; 4 the port or broker
+cannot be reached.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from edge_agent.profiles import ConfigFileError, available_profiles, load_profile
 
 app = typer.Typer(
-    help="The voltstack gateway agent: reads meters, buffers readings, publishes them over MQTT.",
+    help="The voltstack gateway agent: reads meters, buffers readings, publishes them.\n\n"
+    "Commissioning a gateway: `ports` to find the serial ports, `scan` to find the meters on a "
+    "bus, `read` to check one, `commission` to write the agent's configuration, "
+    "`check-config` to validate it.",
     no_args_is_help=True,
     add_completion=False,
 )
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_LINK = 1, 2, 3, 4
 
 
 @app.callback()
-def main() -> None:
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log every frame as hex.")
+    ] = False,
+) -> None:
     """Commands for running and commissioning a gateway."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 @app.command()
@@ -25,4 +56,273 @@ def version() -> None:
 
     typer.echo(
         f"voltstack-agent {package_version('voltstack')} (fastcodec: {fastcodec.IMPLEMENTATION})"
+    )
+
+
+@app.command()
+def ports() -> None:
+    """List the serial ports of this machine (USB RS-485 adapters, built-in UARTs)."""
+    from serial.tools import list_ports
+
+    found = sorted(list_ports.comports(), key=lambda p: p.device)
+    if not found:
+        errors.print("no serial ports found (is the adapter plugged in? `dmesg | tail` tells)")
+        raise typer.Exit(EXIT_FAILED)
+    table = Table("port", "description", "hardware id")
+    for port in found:
+        table.add_row(port.device, port.description or "", port.hwid or "")
+    console.print(table)
+
+
+def _parse_units(text: str) -> list[int]:
+    units: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        try:
+            low, high = int(first), int(last or first)
+        except ValueError:
+            raise typer.BadParameter(f"{part!r} is not a unit id or range like 1-32") from None
+        if not 1 <= low <= high <= 247:
+            raise typer.BadParameter(f"{part!r}: unit ids run from 1 to 247")
+        units.extend(range(low, high + 1))
+    return units
+
+
+def _settings(bauds: str, parities: str) -> list[Any]:
+    from edge_agent.service.scan import SerialSetting
+
+    try:
+        baud_list = [int(b) for b in bauds.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"{bauds!r}: give baud rates like 9600,19200") from None
+    parity_list = [p.strip().upper() for p in parities.split(",")]
+    if not set(parity_list) <= {"N", "E", "O"}:
+        raise typer.BadParameter(f"{parities!r}: parity is N, E or O")
+    return [SerialSetting(b, p) for b in baud_list for p in parity_list]
+
+
+def _scan(port: str, units: str, baud: str, parity: str, timeout_ms: float) -> list[Any]:
+    from edge_agent.service.scan import scan_bus
+    from firmware_bridge.exceptions import LinkOpenError
+
+    unit_ids, settings = _parse_units(units), _settings(baud, parity)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=errors, transient=True) as progress:
+        task = progress.add_task("scanning", total=len(unit_ids) * len(settings))
+
+        def advance(setting: Any, unit: int) -> None:
+            progress.update(task, advance=1, description=f"{setting} unit {unit:3d}")
+
+        try:
+            return scan_bus(
+                port,
+                settings=settings,
+                unit_ids=unit_ids,
+                timeout_s=timeout_ms / 1000,
+                progress=advance,
+            )
+        except LinkOpenError as exc:
+            errors.print(f"error: {exc}")
+            raise typer.Exit(EXIT_LINK) from None
+
+
+PortArgument = Annotated[
+    str, typer.Argument(help="Serial port: /dev/ttyUSB0, rfc2217://host:port, socket://host:port.")
+]
+UnitsOption = Annotated[str, typer.Option(help="Unit ids to try: 1-247, or 1-10,20.")]
+BaudOption = Annotated[str, typer.Option(help="Baud rates to try, comma separated.")]
+ParityOption = Annotated[str, typer.Option(help="Parities to try: N, E, O, comma separated.")]
+TimeoutOption = Annotated[float, typer.Option(help="How long to wait for each unit, in ms.")]
+
+
+@app.command()
+def scan(
+    port: PortArgument,
+    units: UnitsOption = "1-247",
+    baud: BaudOption = "9600",
+    parity: ParityOption = "N,E",
+    timeout_ms: TimeoutOption = 100.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Find the Modbus meters on a bus: unit ids × baud rates × parities."""
+    found = _scan(port, units, baud, parity, timeout_ms)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "unit_id": m.unit_id,
+                        "baudrate": m.setting.baudrate,
+                        "parity": m.setting.parity,
+                        "model": m.profile_id,
+                        "voltage_v": m.voltage_v,
+                    }
+                    for m in found
+                ],
+                indent=2,
+            )
+        )
+    else:
+        table = Table(
+            "unit", "serial setting", "model", "L1 voltage (V)", title=f"meters on {port}"
+        )
+        for meter in found:
+            voltage = f"{meter.voltage_v:.1f}" if meter.voltage_v is not None else "—"
+            table.add_row(
+                str(meter.unit_id), str(meter.setting), meter.profile_id or "unknown", voltage
+            )
+        console.print(table)
+    if not found:
+        errors.print("no meter answered: check wiring (A/B), termination, baud rate and parity")
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def read(
+    port: PortArgument,
+    unit: Annotated[int, typer.Option(help="The meter's unit id.", min=1, max=247)],
+    profile: Annotated[str, typer.Option(help=f"Its model: {', '.join(available_profiles())}.")],
+    baud: Annotated[int, typer.Option(help="Baud rate.")] = 9600,
+    parity: Annotated[str, typer.Option(help="Parity: N, E or O.")] = "N",
+    timeout_ms: TimeoutOption = 500.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Read every quantity of one Modbus meter once."""
+    from edge_agent.adapters.modbus_reader import ModbusMeterReader
+    from firmware_bridge.bus import ModbusBus, PolledDevice
+    from firmware_bridge.exceptions import LinkOpenError
+    from firmware_bridge.links import SerialLink
+
+    try:
+        model = load_profile(profile)
+    except KeyError as exc:
+        errors.print(f"error: {exc.args[0]}")
+        raise typer.Exit(EXIT_USAGE) from None
+    try:
+        link = SerialLink(port, baudrate=baud, parity=parity.upper())
+    except LinkOpenError as exc:
+        errors.print(f"error: {exc}")
+        raise typer.Exit(EXIT_LINK) from None
+    try:
+        device = PolledDevice(f"unit {unit}", unit, timeout_s=timeout_ms / 1000, retries=1)
+        result = ModbusMeterReader(ModbusBus(link), device, model).read()
+    finally:
+        link.close()
+    keys = {q.obis: q.key for q in model.quantities}
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {"key": keys[r.obis], "obis": r.obis, "value": r.value, "unit": r.unit}
+                    for r in result.readings
+                ],
+                indent=2,
+            )
+        )
+    else:
+        table = Table(
+            "quantity",
+            "OBIS",
+            "value",
+            "unit",
+            title=f"{model.manufacturer} {model.model}, unit {unit}",
+        )
+        for reading in result.readings:
+            table.add_row(keys[reading.obis], reading.obis, f"{reading.value:.6g}", reading.unit)
+        console.print(table)
+    for failure in result.failures:
+        errors.print(f"registers {failure.block.first:#06x}+{failure.block.count}: {failure.error}")
+    if result.failures:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def commission(
+    port: PortArgument,
+    gateway_id: Annotated[str, typer.Option(help="This gateway's id (its MQTT identity).")],
+    broker: Annotated[
+        str, typer.Option(help="mqtts://broker:8883 (or mqtt:// on a trusted network).")
+    ],
+    output: Annotated[Path, typer.Option(help="Where to write the agent configuration.")] = Path(
+        "/etc/voltstack/agent.yaml"
+    ),
+    units: UnitsOption = "1-247",
+    baud: BaudOption = "9600",
+    parity: ParityOption = "N,E",
+    timeout_ms: TimeoutOption = 100.0,
+    interval_s: Annotated[int, typer.Option(help="Read interval of every meter, seconds.")] = 900,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the configuration, write nothing.")
+    ] = False,
+) -> None:
+    """Scan the bus and write a validated agent configuration for what was found."""
+    from edge_agent.config import AgentConfig
+
+    found = [m for m in _scan(port, units, baud, parity, timeout_ms) if m.profile_id]
+    if not found:
+        errors.print("no known meter answered: nothing to commission")
+        raise typer.Exit(EXIT_FAILED)
+    setting = found[0].setting
+    config: dict[str, Any] = {
+        "gateway": {"id": gateway_id},
+        "uplink": {"broker": broker, "username": gateway_id},
+        "buses": [
+            {
+                "name": "rs485-1",
+                "link": "serial",
+                "port": port,
+                "baudrate": setting.baudrate,
+                "parity": setting.parity,
+                "stopbits": setting.stopbits,
+                "meters": [
+                    {
+                        "serial": f"{gateway_id}-unit{m.unit_id:03d}",
+                        "profile": m.profile_id,
+                        "unit_id": m.unit_id,
+                        "interval_s": interval_s,
+                    }
+                    for m in found
+                ],
+            }
+        ],
+    }
+    try:
+        AgentConfig.model_validate(config)
+    except ValueError as exc:
+        errors.print(f"error: the configuration would be invalid: {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    text = (
+        "# Written by voltstack-agent commission. Replace the serials with the\n"
+        "# nameplate serials before going live.\n" + yaml.safe_dump(config, sort_keys=False)
+    )
+    if dry_run:
+        typer.echo(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    console.print(f"wrote {output}: {len(found)} meters on {port} at {setting}")
+
+
+@app.command("check-config")
+def check_config(
+    config: Annotated[Path, typer.Argument(help="The agent's YAML configuration.")] = Path(
+        "/etc/voltstack/agent.yaml"
+    ),
+) -> None:
+    """Validate the agent's configuration; name the key and line of every mistake."""
+    from edge_agent.config import load_config
+
+    try:
+        loaded = load_config(config)
+    except ConfigFileError as exc:
+        errors.print(f"invalid configuration:\n{exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    meters = sum(len(bus.meters) for bus in loaded.buses)
+    console.print(
+        f"{config}: valid — gateway {loaded.gateway.id}, {len(loaded.buses)} buses, {meters} meters"
     )

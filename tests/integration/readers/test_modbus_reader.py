@@ -105,6 +105,9 @@ def test_a_dead_meter_costs_its_neighbours_almost_nothing(loop: BackgroundLoop) 
         healthy = meter_readers[1:]
         baseline = _reads_per_second(meter_readers, 4.0)
         meters[0].faults.no_answer = True
+        # Noticing costs two timeouts (the breaker's threshold); then steady state.
+        _reads_per_second(meter_readers, 0.1)
+        _reads_per_second(meter_readers, 0.1)
         with_dead = _reads_per_second(meter_readers, 4.0)
         for reader in healthy:
             name = reader.device.name

@@ -194,3 +194,36 @@ def test_tcp_meter_faults(fleet: Fleet) -> None:
     finally:
         fleet.set_fault(meter.serial, clear=True)
         client.close()
+
+
+def test_a_replaced_meter_has_a_new_serial_and_a_fresh_register(fleet: Fleet) -> None:
+    meter = [m for m in fleet.meters.values() if m.link == "serial"][-1]
+    old_serial, unit = meter.serial, meter.device.unit_id
+    before = fleet.truth(old_serial)["1-0:1.8.0"]
+    result = subprocess.run(
+        [SIM, "replace", old_serial, "--state-dir", str(fleet.state_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    new_serial = result.stdout.split()[-1]
+    assert new_serial != old_serial and old_serial not in fleet.meters
+    # On the wire: the same unit id now shows a register near zero.
+    client = ModbusSerialClient(meter.port, baudrate=9600, timeout=1, retries=1)
+    assert client.connect()
+    try:
+        spec = meter.device.profile.quantity("1-0:1.8.0").location
+        assert spec is not None
+        reply = client.read_input_registers(spec.address, count=spec.register_count, device_id=unit)
+        read = decode_register_value(
+            reply.registers, spec, meter.device.profile.word_order_of(spec)
+        )
+    finally:
+        client.close()
+    assert read < 1.0 < before
+    assert read == fleet.truth(new_serial)["1-0:1.8.0"]
+    manifest = json.loads((fleet.state_dir / "fleet.json").read_text())
+    assert new_serial in {m["serial"] for m in manifest["meters"]}
+    config = load_config(fleet.state_dir / "agents" / "gw-a.yaml")
+    assert new_serial in {m.serial for bus in config.buses for m in bus.meters}

@@ -212,10 +212,10 @@ def test_fault_power_down_and_up(bus: ModbusRtuBus) -> None:
 
 
 def test_answer_starts_after_the_models_turnaround(bus: ModbusRtuBus) -> None:
-    # 8 request bytes on the wire, then the SDM120's 60 ms turnaround.
+    # 8 request bytes on the wire, then the SDM120's 15 ms turnaround.
     _, first_at = transact(bus.port, request(2, 4, 0, 2))
     character_s = 11 / 9600
-    assert first_at is not None and first_at >= 8 * character_s + 0.060 + character_s
+    assert first_at is not None and first_at >= 8 * character_s + 0.015 + character_s
 
 
 def test_bus_delivers_at_the_line_rate(bus: ModbusRtuBus) -> None:

@@ -8,18 +8,27 @@ from edge_agent.profiles import load_profile
 CHARACTER_9600_8E1 = 11 / 9600
 
 
-def test_sdm630_whole_map_takes_two_requests() -> None:
+def test_sdm630_whole_map_with_its_10ms_turnaround() -> None:
     blocks = plan_reads(load_profile("eastron-sdm630"), character_s=CHARACTER_9600_8E1)
+    # The 16-register gap 0x0024-0x0033 costs 37 ms to read; a request 33 ms.
     assert [(b.table, b.first, b.count) for b in blocks] == [
-        ("input", 0x0000, 80),  # 0x0000-0x004F: V, I, P, VA, PF ... energy (gaps merged)
+        ("input", 0x0000, 36),  # V, I, P, VA per phase, PF per phase
+        ("input", 0x0034, 28),  # totals, frequency, energy
         ("input", 0x015A, 12),  # per-phase energy
     ]
     assert sum(len(b.quantities) for b in blocks) == 29
 
 
-def test_em24_whole_map_takes_one_request() -> None:
-    blocks = plan_reads(load_profile("carlo-gavazzi-em24"), character_s=CHARACTER_9600_8E1)
-    assert [(b.first, b.count) for b in blocks] == [(0x0000, 0x005E)]
+def test_a_slow_meter_gets_fewer_longer_requests() -> None:
+    # With a 40 ms turnaround a request costs more than reading 16 idle registers.
+    blocks = plan_reads(
+        load_profile("eastron-sdm630"), turnaround_s=0.040, character_s=CHARACTER_9600_8E1
+    )
+    assert [(b.first, b.count) for b in blocks] == [(0x0000, 80), (0x015A, 12)]
+    em24 = plan_reads(
+        load_profile("carlo-gavazzi-em24"), turnaround_s=0.040, character_s=CHARACTER_9600_8E1
+    )
+    assert [(b.first, b.count) for b in em24] == [(0x0000, 0x005E)]
 
 
 def test_limit_of_the_model_splits_blocks() -> None:

@@ -193,3 +193,31 @@ def test_silent_interval_is_three_and_a_half_characters() -> None:
     assert ModbusBus(master).silent_interval_s == pytest.approx(3.5 * 11 / 9600)
     fast, _ = loopback_pair(character_time_s=11 / 115200)
     assert ModbusBus(fast).silent_interval_s == pytest.approx(0.00175)
+
+
+def test_a_reply_whose_prefix_looks_like_a_request_is_read_whole(
+    line: tuple[LoopbackPipe, LoopbackPipe],
+) -> None:
+    # Seen on the simulated bus: the first 8 bytes of this 9-byte reply carry a
+    # valid CRC of their own (one reply in 256 does); it is still a reply.
+    tricky = bytes.fromhex("1604044364ec288400")
+    bus, meter = serve(line, lambda r: tricky)
+    device = PolledDevice("M22", unit_id=0x16, timeout_s=0.2, retries=0)
+    try:
+        answer = bus.transact(device, modbus.build_read_input_registers(0x16, 0, 2))
+        assert isinstance(answer, modbus.ReadRegistersResponse)
+        assert answer.payload == bytes.fromhex("4364ec28")
+    finally:
+        meter.stop()
+
+
+def test_an_echo_is_counted_once_and_not_as_noise(line: tuple[LoopbackPipe, LoopbackPipe]) -> None:
+    def echo_in_pieces(request: bytes) -> bytes:
+        return request + registers_answer(1, [3, 4])
+
+    bus, meter = serve(line, echo_in_pieces)
+    try:
+        assert bus.transact(METER, REQUEST).registers == (3, 4)  # type: ignore[union-attr]
+        assert bus.statistics.echoes == 1 and bus.statistics.noise_bytes == 0
+    finally:
+        meter.stop()

@@ -90,3 +90,11 @@ def test_counter_rolls_over() -> None:
 def test_single_phase_meter_has_one_phase() -> None:
     values = MeterPhysics(seed=1, phases=1, epoch_s=MONDAY).state(MONDAY + 3600).values
     assert "1-0:32.7.0" in values and "1-0:52.7.0" not in values
+
+
+def test_a_meter_installed_mid_day_starts_at_its_initial_reading() -> None:
+    installed = MONDAY + 13.5 * 3600
+    meter = MeterPhysics(seed=6, epoch_s=installed, initial_import_kwh=0.0)
+    assert meter.energy_kwh(installed)[0] == pytest.approx(0.0, abs=1e-12)
+    assert meter.energy_kwh(installed - 3600)[0] == pytest.approx(0.0, abs=1e-12)
+    assert 0 < meter.energy_kwh(installed + 3600)[0] < 20

@@ -1,0 +1,1 @@
+"""Cross-domain plumbing of the cloud: the operational database and the error root."""

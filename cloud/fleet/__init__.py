@@ -1,0 +1,1 @@
+"""The fleet: gateways, the meters on them, their status history."""

@@ -1,0 +1,1 @@
+"""Ingestion of uplink batches: statistics and dead letters (tables here)."""

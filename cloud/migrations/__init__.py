@@ -1,0 +1,1 @@
+"""Alembic migrations of the operational database (see docs/operational-db.md)."""
