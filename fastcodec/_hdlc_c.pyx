@@ -7,13 +7,14 @@
 # The hot paths (parse_frame, FrameSplitter.next_frame) work on a C pointer into
 # the caller's bytes or the splitter's bytearray: every index is checked against
 # the lengths first, so bounds checks are off there. CRC-16/X-25 (HCS, FCS) is
-# computed here with slicing-by-8 tables, eight bytes per step: on a 692-byte
-# frame the FCS is most of the work, and this makes it about four times cheaper
-# than the byte-at-a-time table of fastcodec.crc. The rarer paths (build, parameters, wrapper,
-# reassembly) are the pure twin's logic, typed where it pays.
+# fastcodec._crc_c's slicing-by-8 (cimported, no Python call): on a 692-byte
+# frame the FCS is most of the work. The rarer paths (build, parameters,
+# wrapper, reassembly) are the pure twin's logic, typed where it pays.
 # cython: language_level=3
 
 cimport cython
+
+from fastcodec._crc_c cimport crc16_x25_of
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 
@@ -72,57 +73,13 @@ cdef enum:
     C_SEGMENTATION_BIT = 0x08
     C_POLL_FINAL_BIT = 0x10
 
-# Slicing-by-8 tables (Kounavis and Berry 2005): X25_TABLES[k][b] is the CRC
-# register contribution of byte b followed by k zero bytes, so eight bytes are
-# folded in per step. X25_TABLES[0] is the classic reflected table (poly 0x8408).
-cdef unsigned short X25_TABLES[8][256]
-
-
-cdef void _fill_tables() noexcept:
-    cdef unsigned int byte, bit, k
-    cdef unsigned short crc
-    for byte in range(256):
-        crc = <unsigned short>byte
-        for bit in range(8):
-            if crc & 1:
-                crc = (crc >> 1) ^ 0x8408
-            else:
-                crc = crc >> 1
-        X25_TABLES[0][byte] = crc
-    for k in range(1, 8):
-        for byte in range(256):
-            crc = X25_TABLES[k - 1][byte]
-            X25_TABLES[k][byte] = (crc >> 8) ^ X25_TABLES[0][crc & 0xFF]
-
-
-_fill_tables()
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef inline unsigned short _crc_x25(const unsigned char *data, Py_ssize_t length) noexcept nogil:
-    # CRC-16/X-25 (init 0xFFFF, reflected, xorout 0xFFFF) of data[0:length].
-    cdef unsigned int crc = 0xFFFF
-    cdef Py_ssize_t i = 0
-    while i + 8 <= length:
-        crc ^= data[i] | (data[i + 1] << 8)
-        crc = (
-            X25_TABLES[7][crc & 0xFF] ^ X25_TABLES[6][crc >> 8]
-            ^ X25_TABLES[5][data[i + 2]] ^ X25_TABLES[4][data[i + 3]]
-            ^ X25_TABLES[3][data[i + 4]] ^ X25_TABLES[2][data[i + 5]]
-            ^ X25_TABLES[1][data[i + 6]] ^ X25_TABLES[0][data[i + 7]]
-        )
-        i += 8
-    while i < length:
-        crc = (crc >> 8) ^ X25_TABLES[0][(crc ^ data[i]) & 0xFF]
-        i += 1
-    return <unsigned short>(crc ^ 0xFFFF)
+# CRC-16/X-25 (HCS, FCS): fastcodec._crc_c's slicing-by-8, cimported.
 
 
 def _crc16_x25(data):
     """CRC-16/X-25 of `data` (bytes); for tests against fastcodec.crc."""
     cdef bytes raw = bytes(data)
-    return _crc_x25(<const unsigned char *>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
+    return crc16_x25_of(<const unsigned char *>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw))
 
 
 # Frame kinds as module-level C references (no attribute lookup per frame).
@@ -345,7 +302,7 @@ cdef int _scan_header(
     hcs_position = start + header.header_length
     if available_end < hcs_position + 2:
         return 0
-    computed = _crc_x25(data + start, header.header_length)
+    computed = crc16_x25_of(data + start, header.header_length)
     received = data[hcs_position] | (data[hcs_position + 1] << 8)
     if computed != received:
         raise ChecksumError("HDLC HCS", computed, received, hcs_position)
@@ -367,7 +324,7 @@ cdef object _finish_frame(const unsigned char *data, Py_ssize_t start, Header *h
     cdef Py_ssize_t fcs_position = start + frame_length - 2
     cdef Py_ssize_t control_position = start + header.header_length - 1
     cdef Py_ssize_t info_start
-    cdef unsigned short computed = _crc_x25(data + start, frame_length - 2)
+    cdef unsigned short computed = crc16_x25_of(data + start, frame_length - 2)
     cdef unsigned short received = data[fcs_position] | (data[fcs_position + 1] << 8)
     cdef int control
     cdef bint poll_final
@@ -486,11 +443,11 @@ def build_frame(
     frame = bytearray(b"\x7e")
     frame += header
     if info:
-        frame += _crc_x25(
+        frame += crc16_x25_of(
             <const unsigned char *>PyByteArray_AS_STRING(header), header_length
         ).to_bytes(2, "little")
         frame += info
-    frame += _crc_x25(
+    frame += crc16_x25_of(
         <const unsigned char *>PyByteArray_AS_STRING(frame) + 1, PyByteArray_GET_SIZE(frame) - 1
     ).to_bytes(2, "little")
     frame.append(C_FLAG)

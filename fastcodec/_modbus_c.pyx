@@ -7,8 +7,8 @@
 #   Appendix B CRC-16/MODBUS (low byte first), §2.2 unit addresses;
 #   Modbus Application Protocol V1.1b3 §6.1..§6.6, §6.11, §6.12, §6.21, §7.
 #
-# What is compiled: the CRC (a C table, inlined here to avoid a Python call
-# per frame), frame checks on raw byte pointers, the splitter's length rules
+# What is compiled: the CRC (fastcodec._crc_c's slicing-by-8, cimported: no
+# Python call per frame), frame checks on raw byte pointers, the splitter's length rules
 # and resync loop over the bytearray's storage (a cdef class), and the
 # register decoders (bytes gathered into a C integer, reinterpreted as float
 # or double by memcpy). Every index is checked against a length first, which
@@ -16,6 +16,8 @@
 # cython: language_level=3
 
 cimport cython
+
+from fastcodec._crc_c cimport crc16_modbus_of
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.math cimport pow
@@ -116,59 +118,12 @@ cdef object _DIRECTION_REQUEST = Direction.REQUEST
 cdef object _DIRECTION_RESPONSE = Direction.RESPONSE
 cdef object _NEED_DATA = NEED_DATA
 
-# --- CRC-16/MODBUS (serial line Appendix B) -----------------------------------
-
-# Slicing-by-8 (Intel, Kounavis & Berry 2005): CRC_TABLES[k][x] is the CRC
-# effect of byte x followed by k zero bytes, so 8 bytes cost 8 independent
-# lookups instead of a chain of 8 dependent ones. CRC_TABLES[0] is the
-# classic Sarwate table.
-cdef uint16_t CRC_TABLES[8][256]
-
-
-cdef void _fill_crc_tables() noexcept:
-    cdef unsigned int byte, bit, k
-    cdef uint16_t crc
-    for byte in range(256):
-        crc = <uint16_t>byte
-        for bit in range(8):
-            if crc & 1:
-                crc = (crc >> 1) ^ 0xA001
-            else:
-                crc = crc >> 1
-        CRC_TABLES[0][byte] = crc
-    for k in range(1, 8):
-        for byte in range(256):
-            crc = CRC_TABLES[k - 1][byte]
-            CRC_TABLES[k][byte] = (crc >> 8) ^ CRC_TABLES[0][crc & 0xFF]
-
-
-_fill_crc_tables()
-
-
-cdef inline uint16_t _crc16(const unsigned char *data, Py_ssize_t length) noexcept nogil:
-    cdef uint16_t crc = 0xFFFF
-    cdef Py_ssize_t i = 0
-    while i + 8 <= length:
-        crc = (
-            CRC_TABLES[7][(crc ^ data[i]) & 0xFF]
-            ^ CRC_TABLES[6][((crc >> 8) ^ data[i + 1]) & 0xFF]
-            ^ CRC_TABLES[5][data[i + 2]]
-            ^ CRC_TABLES[4][data[i + 3]]
-            ^ CRC_TABLES[3][data[i + 4]]
-            ^ CRC_TABLES[2][data[i + 5]]
-            ^ CRC_TABLES[1][data[i + 6]]
-            ^ CRC_TABLES[0][data[i + 7]]
-        )
-        i += 8
-    while i < length:
-        crc = (crc >> 8) ^ CRC_TABLES[0][(crc ^ data[i]) & 0xFF]
-        i += 1
-    return crc
+# --- CRC-16/MODBUS (serial line Appendix B): fastcodec._crc_c's, cimported -------
 
 
 cdef inline bint _crc_matches(const unsigned char *frame, Py_ssize_t length) noexcept nogil:
     # length >= 3 guaranteed by the callers.
-    return _crc16(frame, length - 2) == (frame[length - 2] | (frame[length - 1] << 8))
+    return crc16_modbus_of(frame, length - 2) == (frame[length - 2] | (frame[length - 1] << 8))
 
 
 # --- Builders -----------------------------------------------------------------
@@ -191,7 +146,7 @@ cdef long _check_span_quantity(long start, object quantity, long high, str what)
 
 cdef bytes _finish_adu(unsigned char *buf, Py_ssize_t length):
     # buf has room for length + 2 bytes.
-    cdef uint16_t crc = _crc16(buf, length)
+    cdef uint16_t crc = crc16_modbus_of(buf, length)
     buf[length] = crc & 0xFF
     buf[length + 1] = crc >> 8
     return PyBytes_FromStringAndSize(<char *>buf, length + 2)
@@ -353,7 +308,7 @@ cdef int _check_frame(const unsigned char *p, Py_ssize_t length) except -1:
     if length > MAX_ADU:
         raise FrameError(f"an RTU frame has at most {MAX_ADU_BYTES} bytes, got {length}", 0)
     received = p[length - 2] | (p[length - 1] << 8)
-    expected = _crc16(p, length - 2)
+    expected = crc16_modbus_of(p, length - 2)
     if expected != received:
         raise ChecksumError(CRC_NAME, expected, received, length - 2)
     return 0
