@@ -6,6 +6,7 @@ import importlib
 import sys
 
 BENCHMARKS = {
+    "buffer": "the gateway buffer: append and drain against a bare SQLite INSERT loop",
     "bus": "a 32-meter 9600-baud read cycle: our poller, a naive one, the line's capacity",
     "codec": "every fastcodec codec against its peer (pymodbus, gurux-dlms, …)",
     "crc": "CRC-16 throughput against pymodbus and gurux-dlms",

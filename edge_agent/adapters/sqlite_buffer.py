@@ -1,0 +1,736 @@
+"""The store-and-forward buffer: readings in SQLite (WAL) until the broker has them.
+
+Guarantees (docs/buffer.md has the reasons and the measurements):
+
+- `append` is one transaction; when it returns the readings are committed
+  and, with ``synchronous="FULL"`` (the default), on disk. A reading appended
+  again with the same (meter, OBIS, at_ms) replaces the buffered one.
+- `lease` hands out a prefix of every meter's pending readings in time order,
+  live meters and backlog sharing the lease (`edge_agent.domain.buffer_policy`),
+  under a per-gateway sequence number kept in the database.
+- Only `acknowledge` (the broker's PUBACK) deletes delivered readings; only
+  `enforce_limits` drops undelivered ones, oldest first, never in flight,
+  counted per meter in the database.
+- Every operation is a unit of work: it commits as a whole or rolls back.
+  Nothing kept in Python must survive a crash: on open, every lease still in
+  flight goes back to pending (its message may or may not have arrived; the
+  cloud stores by (meter, OBIS, timestamp), so a second copy changes nothing).
+- One process owns a buffer at a time (an exclusive `flock` on ``<path>.lock``,
+  which the kernel frees when the process dies); within it, the methods may
+  be called from several threads (the MQTT client acknowledges from its own).
+
+Errors, one root:
+
+    BufferStoreError        any failure of the buffer (I/O error, …)
+    ├── BufferFull          the disk (or `max_db_bytes`) is full: the append
+    │                       was rolled back, nothing of it stored, nothing
+    │                       damaged; delivering or dropping readings frees room
+    ├── BufferLocked        another process has this buffer open
+    ├── BufferCorrupt       not a buffer database, damaged, or a newer schema
+    └── BufferClosed        used after `close()`
+
+Schema v1 (`_MIGRATIONS`; `schema_version` holds the version): `meters`
+(serial ↔ small id), `readings` (one row per reading; ``lease_id`` NULL when
+pending), `leases` (in flight: sequence, when), `counters` (the sequence),
+`drops` (per-meter drop totals). SQLite stores no NaN: a NaN value is kept as
+NULL and read back as NaN (its payload bits are not kept).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Literal
+
+from edge_agent.domain.buffer_policy import (
+    DEFAULT_LIVE_WINDOW_S,
+    BufferStats,
+    DropReport,
+    Lease,
+    age_cutoff_ms,
+    classify_meters,
+    drop_count,
+    live_cutoff_ms,
+    share_lease,
+)
+from edge_agent.domain.readings import Reading
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "BufferClosed",
+    "BufferCorrupt",
+    "BufferFull",
+    "BufferLocked",
+    "BufferStats",
+    "BufferStoreError",
+    "DropReport",
+    "Lease",
+    "SqliteBuffer",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class BufferStoreError(Exception):
+    """The buffer failed; the database is left as the last commit made it."""
+
+
+class BufferFull(BufferStoreError):
+    """No room on disk (or under `max_db_bytes`): the operation stored nothing."""
+
+
+class BufferLocked(BufferStoreError):
+    """Another process has this buffer open."""
+
+
+class BufferCorrupt(BufferStoreError):
+    """The file is not a buffer this agent can use."""
+
+
+class BufferClosed(BufferStoreError):
+    """The buffer was used after `close()`."""
+
+
+# --- schema ---------------------------------------------------------------------
+
+_V1 = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO counters (name, value) VALUES ('sequence', 0)",
+    "CREATE TABLE meters (meter_id INTEGER PRIMARY KEY, serial TEXT NOT NULL UNIQUE)",
+    """CREATE TABLE readings (
+        reading_id INTEGER PRIMARY KEY,
+        meter_id INTEGER NOT NULL,
+        obis TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        value REAL,
+        unit TEXT NOT NULL,
+        quality INTEGER NOT NULL,
+        lease_id INTEGER
+    )""",
+    # Identity: a reading appended twice replaces itself. Time first, so that
+    # a batch of readings touches a few neighbouring pages, not one per series.
+    "CREATE UNIQUE INDEX readings_identity ON readings (at_ms, meter_id, obis)",
+    # Each meter's oldest pending reading (live or backlog?).
+    "CREATE INDEX readings_pending_by_meter ON readings (meter_id, at_ms) WHERE lease_id IS NULL",
+    # Send and drop order across meters: oldest first.
+    """CREATE INDEX readings_pending_by_time ON readings (at_ms, meter_id, obis)
+        WHERE lease_id IS NULL""",
+    "CREATE INDEX readings_in_flight ON readings (lease_id) WHERE lease_id IS NOT NULL",
+    """CREATE TABLE leases (
+        lease_id INTEGER PRIMARY KEY,
+        sequence INTEGER NOT NULL,
+        leased_at_s REAL NOT NULL
+    )""",
+    """CREATE TABLE drops (
+        meter TEXT PRIMARY KEY,
+        by_age INTEGER NOT NULL DEFAULT 0,
+        by_size INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID""",
+)
+
+# Migration i takes the schema from version i to i + 1; never edit a shipped one.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_UPSERT = """
+    INSERT INTO readings (meter_id, obis, at_ms, value, unit, quality)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (at_ms, meter_id, obis) DO UPDATE SET
+        value = excluded.value,
+        unit = excluded.unit,
+        quality = excluded.quality,
+        -- a changed reading in flight goes out again; an unchanged one stays leased
+        lease_id = CASE
+            WHEN value IS excluded.value AND unit = excluded.unit
+                AND quality = excluded.quality THEN lease_id
+        END
+"""
+_PENDING_COLUMNS = "reading_id, meter_id, obis, at_ms, value, unit, quality"
+_OLDEST_PENDING = """
+    SELECT reading_id, meter_id, at_ms FROM readings INDEXED BY readings_pending_by_time
+    WHERE lease_id IS NULL ORDER BY at_ms, meter_id, obis LIMIT ?
+"""
+
+_LEASED = """
+    SELECT serial, obis, at_ms, value, unit, quality FROM readings JOIN meters USING (meter_id)
+    WHERE lease_id = ? ORDER BY at_ms, meter_id, obis
+"""
+
+_NAN = math.nan
+_WAL_LIMIT_BYTES = 16 * 1024 * 1024
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or (
+        "database or disk is full" in str(exc)
+    )
+
+
+def _translate(exc: sqlite3.Error, doing: str) -> BufferStoreError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if _is_full(exc):
+        return BufferFull(f"buffer full while {doing}: {exc}")
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        return BufferCorrupt(f"buffer damaged ({doing}): {exc}")
+    return BufferStoreError(f"buffer failed while {doing}: {exc}")
+
+
+class _UnitOfWork:
+    """One write transaction: rolled back unless `commit()` was called."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        self._committed = False
+
+    def __enter__(self) -> _UnitOfWork:
+        # IMMEDIATE: take the write lock now, not at the first write, so a
+        # busy database fails here (after busy_timeout), before any work.
+        self.connection.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not self._committed:
+            self.rollback()
+
+    def commit(self) -> None:
+        self.connection.execute("COMMIT")
+        self._committed = True
+
+    def rollback(self) -> None:
+        # SQLite may already have rolled back by itself (e.g. after SQLITE_FULL).
+        if self.connection.in_transaction:
+            self.connection.execute("ROLLBACK")
+
+
+class SqliteBuffer:
+    """Durable store-and-forward of readings (see the module docstring).
+
+    Args:
+        path: the database file (its folder is created if missing).
+        max_readings: the size limit that `enforce_limits` keeps.
+        max_age_days: the age limit that `enforce_limits` keeps.
+        synchronous: "FULL" (default): every commit is fsynced, nothing
+            committed is lost by a power cut; "NORMAL": commits survive a
+            crash of the agent but the last ones may be lost by a power cut.
+        clock: seconds since the Unix epoch (injectable for tests).
+        live_window_s: a meter whose oldest pending reading is younger than
+            this is live (`edge_agent.domain.buffer_policy`).
+        lease_timeout_s: a lease neither acknowledged nor released for this
+            long goes back to pending.
+        busy_timeout_s: how long to wait for another connection's write lock.
+        max_db_bytes: a cap on the database size (`PRAGMA max_page_count`);
+            beyond it `append` raises `BufferFull` as on a full disk.
+
+    Raises:
+        BufferLocked: another process has the buffer open.
+        BufferCorrupt: the file is not a usable buffer.
+        BufferStoreError: the database cannot be opened.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_readings: int,
+        max_age_days: float,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        clock: Callable[[], float] = time.time,
+        live_window_s: float = DEFAULT_LIVE_WINDOW_S,
+        lease_timeout_s: float = 600.0,
+        busy_timeout_s: float = 5.0,
+        max_db_bytes: int | None = None,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        if max_readings < 1 or max_age_days <= 0:
+            raise ValueError("max_readings and max_age_days must be positive")
+        self.path = Path(path)
+        self.max_readings = max_readings
+        self.max_age_days = max_age_days
+        self.synchronous = synchronous
+        self.live_window_s = live_window_s
+        self.lease_timeout_s = lease_timeout_s
+        self._clock = clock
+        self._lock = threading.RLock()
+        # Caches of the meters table, rebuilt on open; never the only copy.
+        self._meter_ids: dict[str, int] = {}
+        self._serials: dict[int, str] = {}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = self._take_lock()
+        try:
+            self._connection: sqlite3.Connection | None = self._open(busy_timeout_s, max_db_bytes)
+        except BaseException:
+            self._lock_file.close()
+            raise
+
+    # --- opening --------------------------------------------------------------------
+
+    def _take_lock(self) -> BinaryIO:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+b")  # noqa: SIM115  # held for the buffer's lifetime
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            handle.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise BufferLocked(f"{self.path} is open in another process") from exc
+            raise BufferStoreError(f"cannot lock {lock_path}: {exc}") from exc
+        return handle
+
+    def _open(self, busy_timeout_s: float, max_db_bytes: int | None) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise _translate(exc, f"opening {self.path}") from exc
+        try:
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise BufferStoreError(f"{self.path}: the file system refuses WAL mode ({mode})")
+            connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            connection.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            connection.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT_BYTES}")
+            if max_db_bytes is not None:
+                page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+                connection.execute(f"PRAGMA max_page_count={max(1, max_db_bytes // page_size)}")
+            self._migrate(connection)
+            self._recover(connection)
+            self._load_meters(connection)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise _translate(exc, f"opening {self.path}") from exc
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        with _UnitOfWork(connection) as uow:
+            has_table = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            if has_table:
+                row = connection.execute("SELECT version FROM schema_version").fetchone()
+                version = int(row[0]) if row else 0
+            else:
+                others = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if others:
+                    raise BufferCorrupt(f"{self.path} is a SQLite database but not a buffer")
+                version = 0
+            if version > SCHEMA_VERSION:
+                raise BufferCorrupt(
+                    f"{self.path} has buffer schema v{version}; this agent knows up to "
+                    f"v{SCHEMA_VERSION}"
+                )
+            for migration in _MIGRATIONS[version:]:
+                for statement in migration:
+                    connection.execute(statement)
+            if version < SCHEMA_VERSION:
+                connection.execute("DELETE FROM schema_version")
+                connection.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                logger.info("buffer %s: schema v%d -> v%d", self.path, version, SCHEMA_VERSION)
+            uow.commit()
+
+    def _recover(self, connection: sqlite3.Connection) -> None:
+        # We hold the lock, so whoever leased these is gone: their PUBACKs can
+        # never arrive. Back to pending, to be sent again.
+        with _UnitOfWork(connection) as uow:
+            returned = connection.execute(
+                "UPDATE readings SET lease_id = NULL WHERE lease_id IS NOT NULL"
+            ).rowcount
+            connection.execute("DELETE FROM leases")
+            uow.commit()
+        if returned:
+            logger.info("buffer %s: %d readings in flight returned to pending", self.path, returned)
+
+    def _load_meters(self, connection: sqlite3.Connection) -> None:
+        self._meter_ids = {
+            serial: meter_id
+            for meter_id, serial in connection.execute("SELECT meter_id, serial FROM meters")
+        }
+        self._serials = {meter_id: serial for serial, meter_id in self._meter_ids.items()}
+
+    # --- plumbing -------------------------------------------------------------------
+
+    @contextmanager
+    def _unit_of_work(self, doing: str, *, durable: bool = True) -> Iterator[_UnitOfWork]:
+        """A write transaction under the lock; `durable=False` skips the fsync.
+
+        Only for what a power cut may undo harmlessly: the commit is still
+        atomic, and the next durable commit flushes it with its own (the log
+        is written in order).
+        """
+        with self._lock:
+            connection = self._connection
+            if connection is None:
+                raise BufferClosed(f"buffer {self.path} is closed")
+            lazy = not durable and self.synchronous == "FULL"
+            try:
+                if lazy:
+                    connection.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    with _UnitOfWork(connection) as uow:
+                        yield uow
+                finally:
+                    if lazy:
+                        connection.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:
+                raise _translate(exc, doing) from exc
+
+    def _serial(self, connection: sqlite3.Connection, meter_id: int) -> str:
+        serial = self._serials.get(meter_id)
+        if serial is None:
+            self._load_meters(connection)
+            serial = self._serials[meter_id]
+        return serial
+
+    # --- the API --------------------------------------------------------------------
+
+    def append(self, readings: Sequence[Reading]) -> None:
+        """Store readings durably, in one transaction.
+
+        Args:
+            readings: what the agent took; a reading whose (meter, OBIS,
+                at_ms) is already buffered replaces it.
+
+        Raises:
+            BufferFull: no room; nothing of this call was stored.
+            BufferStoreError: any other failure; nothing of this call was stored.
+        """
+        if not readings:
+            return
+        with self._unit_of_work(f"appending {len(readings)} readings") as uow:
+            connection = uow.connection
+            meter_ids = self._meter_ids
+            new_ids: dict[str, int] = {}
+            for serial in {reading.meter for reading in readings} - meter_ids.keys():
+                connection.execute(
+                    "INSERT INTO meters (serial) VALUES (?) ON CONFLICT DO NOTHING", (serial,)
+                )
+                new_ids[serial] = connection.execute(
+                    "SELECT meter_id FROM meters WHERE serial = ?", (serial,)
+                ).fetchone()[0]
+            ids = meter_ids if not new_ids else {**meter_ids, **new_ids}
+            connection.executemany(
+                _UPSERT,
+                [
+                    (ids[meter], obis, at_ms, value, unit, quality)
+                    for meter, obis, at_ms, value, unit, quality in readings
+                ],
+            )
+            uow.commit()
+        # Only committed meters enter the cache (a rolled-back id may be reused).
+        for serial, meter_id in new_ids.items():
+            self._meter_ids[serial] = meter_id
+            self._serials[meter_id] = serial
+
+    def lease(self, max_readings: int, *, live_share: float = 0.5) -> Lease | None:
+        """Take the next readings to send and mark them in flight.
+
+        Args:
+            max_readings: the most readings the message may carry (>= 1).
+            live_share: the part of the lease reserved for live meters (0..1);
+                the other kind gets what live meters do not use, and back.
+
+        Returns:
+            The lease (readings in send order: oldest first, a prefix of each
+            meter's pending readings), or None when nothing is pending.
+
+        Raises:
+            ValueError: `max_readings` < 1 or `live_share` outside 0..1.
+            BufferFull: no room to record the lease.
+            BufferStoreError: any other failure; nothing was leased.
+        """
+        share_lease(max_readings, live_share, live_available=0, backlog_available=0)
+        now_s = self._clock()
+        with self._unit_of_work("leasing readings") as uow:
+            connection = uow.connection
+            self._expire_leases(connection, now_s)
+            selections = self._selections(connection, max_readings, live_share, now_s)
+            if not selections:
+                return None
+            (sequence,) = connection.execute(
+                "UPDATE counters SET value = value + 1 WHERE name = 'sequence' RETURNING value"
+            ).fetchone()
+            # A sequence number is never reused, so it names the lease as well.
+            lease_id = sequence
+            for condition, parameters, limit in selections:
+                connection.execute(
+                    "UPDATE readings SET lease_id = ? WHERE reading_id IN"
+                    " (SELECT reading_id FROM readings INDEXED BY readings_pending_by_time"
+                    f" WHERE lease_id IS NULL{condition} ORDER BY at_ms, meter_id, obis LIMIT ?)",
+                    (lease_id, *parameters, limit),
+                )
+            rows = connection.execute(_LEASED, (lease_id,)).fetchall()
+            if not rows:
+                return None  # rolled back: the sequence number is not used up
+            connection.execute(
+                "INSERT INTO leases (lease_id, sequence, leased_at_s) VALUES (?, ?, ?)",
+                (lease_id, sequence, now_s),
+            )
+            uow.commit()
+        readings = list(map(Reading._make, rows))
+        for index, reading in enumerate(readings):
+            if reading.value is None:  # NaN, which SQLite keeps as NULL
+                readings[index] = reading._replace(value=_NAN)
+        return Lease(lease_id, sequence, tuple(readings))
+
+    def _expire_leases(self, connection: sqlite3.Connection, now_s: float) -> None:
+        expired = [
+            lease_id
+            for (lease_id,) in connection.execute(
+                "SELECT lease_id FROM leases WHERE leased_at_s < ?",
+                (now_s - self.lease_timeout_s,),
+            )
+        ]
+        for lease_id in expired:
+            count = self._return(connection, lease_id)
+            logger.warning(
+                "buffer: lease %d timed out, %d readings back to pending", lease_id, count
+            )
+
+    def _selections(
+        self, connection: sqlite3.Connection, max_readings: int, live_share: float, now_s: float
+    ) -> list[tuple[str, tuple[int, ...], int]]:
+        """What the lease takes: (extra condition, its parameters, how many) per kind."""
+        live_from_ms = live_cutoff_ms(now_s, self.live_window_s)
+        oldest = connection.execute(_OLDEST_PENDING, (1,)).fetchone()
+        if oldest is None:
+            return []
+        if oldest[2] >= live_from_ms:
+            # Every meter is live (the steady state): one kind, plain time order.
+            return [("", (), max_readings)]
+        heads = {
+            meter_id: head
+            for meter_id, head in connection.execute(
+                "SELECT meter_id, (SELECT min(at_ms) FROM readings"
+                " INDEXED BY readings_pending_by_meter"
+                " WHERE lease_id IS NULL AND meter_id = meters.meter_id) FROM meters"
+            )
+            if head is not None
+        }
+        live_ids, backlog_ids = classify_meters(heads, live_from_ms)
+        if not live_ids:
+            return [("", (), max_readings)]  # every meter replays
+        # Meter ids are integers from our own table: safe to inline.
+        live = (
+            f" AND at_ms >= ? AND meter_id IN ({','.join(map(str, sorted(live_ids)))})",
+            (live_from_ms,),
+        )
+        backlog = (f" AND meter_id IN ({','.join(map(str, sorted(backlog_ids)))})", ())
+        available = [
+            connection.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM readings INDEXED BY readings_pending_by_time"
+                f" WHERE lease_id IS NULL{condition} LIMIT ?)",
+                (*parameters, max_readings),
+            ).fetchone()[0]
+            for condition, parameters in (live, backlog)
+        ]
+        n_live, n_backlog = share_lease(
+            max_readings, live_share, live_available=available[0], backlog_available=available[1]
+        )
+        return [(*live, n_live), (*backlog, n_backlog)]
+
+    def _return(self, connection: sqlite3.Connection, lease_id: int) -> int:
+        count = connection.execute(
+            "UPDATE readings SET lease_id = NULL WHERE lease_id = ?", (lease_id,)
+        ).rowcount
+        connection.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+        return int(count)
+
+    def release(self, lease_id: int) -> int:
+        """The message of a lease was not delivered: its readings go back to pending.
+
+        Returns:
+            How many readings went back (0 for an unknown or finished lease).
+        """
+        with self._unit_of_work(f"releasing lease {lease_id}") as uow:
+            count = self._return(uow.connection, lease_id)
+            uow.commit()
+        return count
+
+    def release_all(self) -> int:
+        """The connection dropped: every lease goes back to pending, in order.
+
+        Returns:
+            How many readings went back.
+        """
+        with self._unit_of_work("releasing every lease") as uow:
+            count = uow.connection.execute(
+                "UPDATE readings SET lease_id = NULL WHERE lease_id IS NOT NULL"
+            ).rowcount
+            uow.connection.execute("DELETE FROM leases")
+            uow.commit()
+        return int(count)
+
+    def acknowledge(self, lease_id: int) -> int:
+        """The broker's PUBACK for a lease's message arrived: delete its readings.
+
+        Returns:
+            How many readings were deleted (0 when the lease timed out or was
+            released meanwhile: its readings will be sent again).
+        """
+        # Not fsynced: a power cut may undo an acknowledgement, and then the
+        # readings go out once more, which the cloud's idempotent store absorbs.
+        with self._unit_of_work("acknowledging a lease", durable=False) as uow:
+            count = uow.connection.execute(
+                "DELETE FROM readings WHERE lease_id = ?", (lease_id,)
+            ).rowcount
+            uow.connection.execute("DELETE FROM leases WHERE lease_id = ?", (lease_id,))
+            uow.commit()
+        if not count:
+            logger.debug("buffer: PUBACK for lease %d, which holds nothing", lease_id)
+        return int(count)
+
+    def enforce_limits(self, now: float | None = None) -> DropReport:
+        """Drop what the limits do not allow: too old, then beyond `max_readings`.
+
+        Oldest first across all meters, never a reading in flight; every drop
+        is added to the per-meter totals in the same transaction.
+
+        Args:
+            now: seconds since the Unix epoch (default: the clock).
+
+        Returns:
+            What this call dropped (for the `buffer overflow` event).
+        """
+        now_s = self._clock() if now is None else now
+        age_from_ms = age_cutoff_ms(now_s, self.max_age_days)
+        with self._unit_of_work("enforcing the limits") as uow:
+            connection = uow.connection
+            oldest = connection.execute(_OLDEST_PENDING, (1,)).fetchone()
+            if oldest is None:
+                return DropReport()
+            low, high = connection.execute(
+                "SELECT min(reading_id), max(reading_id) FROM readings"
+            ).fetchone()
+            # Row ids only grow, so the id span bounds the depth: no count needed
+            # in the usual case, where nothing is old and the span is small.
+            if oldest[2] >= age_from_ms and high - low + 1 <= self.max_readings:
+                return DropReport()
+            (depth,) = connection.execute("SELECT count(*) FROM readings").fetchone()
+            (in_flight,) = connection.execute(
+                "SELECT count(*) FROM readings WHERE lease_id IS NOT NULL"
+            ).fetchone()
+            (too_old,) = connection.execute(
+                "SELECT count(*) FROM readings INDEXED BY readings_pending_by_time"
+                " WHERE lease_id IS NULL AND at_ms < ?",
+                (age_from_ms,),
+            ).fetchone()
+            count = drop_count(
+                older_than_cutoff=too_old,
+                depth=depth,
+                pending=depth - in_flight,
+                max_readings=self.max_readings,
+            )
+            if not count:
+                return DropReport()
+            per_meter_rows = connection.execute(
+                "SELECT meter_id, count(*), sum(at_ms < ?)"
+                f" FROM ({_OLDEST_PENDING}) GROUP BY meter_id",
+                (age_from_ms, count),
+            ).fetchall()
+            connection.execute(
+                "DELETE FROM readings WHERE reading_id IN"
+                f" (SELECT reading_id FROM ({_OLDEST_PENDING}))",
+                (count,),
+            )
+            per_meter: dict[str, int] = {}
+            for meter_id, dropped, old in per_meter_rows:
+                serial = self._serial(connection, meter_id)
+                per_meter[serial] = dropped
+                connection.execute(
+                    "INSERT INTO drops (meter, by_age, by_size) VALUES (?, ?, ?)"
+                    " ON CONFLICT (meter) DO UPDATE SET by_age = by_age + excluded.by_age,"
+                    " by_size = by_size + excluded.by_size",
+                    (serial, old, dropped - old),
+                )
+            uow.commit()
+        report = DropReport(by_age=too_old, by_size=count - too_old, per_meter=per_meter)
+        logger.warning(
+            "buffer overflow: dropped %d readings (%d too old, %d beyond %d)",
+            report.total,
+            report.by_age,
+            report.by_size,
+            self.max_readings,
+        )
+        return report
+
+    def drop_counters(self) -> DropReport:
+        """Every reading ever dropped by the limits, per meter (from the database)."""
+        with self._unit_of_work("reading the drop counters") as uow:
+            rows = uow.connection.execute("SELECT meter, by_age, by_size FROM drops").fetchall()
+        return DropReport(
+            by_age=sum(row[1] for row in rows),
+            by_size=sum(row[2] for row in rows),
+            per_meter={meter: by_age + by_size for meter, by_age, by_size in rows},
+        )
+
+    def stats(self) -> BufferStats:
+        """Depth, in flight, oldest age, size on disk and drops, for status and metrics."""
+        now_s = self._clock()
+        with self._unit_of_work("reading the statistics") as uow:
+            connection = uow.connection
+            (depth,) = connection.execute("SELECT count(*) FROM readings").fetchone()
+            (in_flight, oldest_in_flight) = connection.execute(
+                "SELECT count(*), min(at_ms) FROM readings WHERE lease_id IS NOT NULL"
+            ).fetchone()
+            oldest_pending = connection.execute(_OLDEST_PENDING, (1,)).fetchone()
+            (drops_total,) = connection.execute(
+                "SELECT coalesce(sum(by_age + by_size), 0) FROM drops"
+            ).fetchone()
+        candidates = [oldest_in_flight, oldest_pending[2] if oldest_pending else None]
+        oldest_ms = min((at for at in candidates if at is not None), default=None)
+        size = 0
+        for suffix in ("", "-wal"):
+            with suppress(OSError):
+                size += os.path.getsize(f"{self.path}{suffix}")
+        return BufferStats(
+            depth=int(depth),
+            in_flight=int(in_flight),
+            oldest_age_s=None if oldest_ms is None else now_s - oldest_ms / 1000,
+            bytes_on_disk=size,
+            drops_total=int(drops_total),
+        )
+
+    def close(self) -> None:
+        """Checkpoint the log into the database and let another process open it."""
+        with self._lock:
+            if self._connection is None:
+                return
+            try:
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                logger.warning("buffer %s: checkpoint on close failed: %s", self.path, exc)
+            finally:
+                self._connection.close()
+                self._connection = None
+                self._lock_file.close()
+
+    def __enter__(self) -> SqliteBuffer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,232 @@
+"""The store-and-forward buffer's decisions: what to drop, what to send next.
+
+Pure functions and values, no I/O: `edge_agent.adapters.sqlite_buffer` runs
+them against SQLite, the unit tests run them against lists (docs/buffer.md).
+
+Send order (`select_lease`). Every meter's buffered readings form a queue in
+time order (`at_ms`, then OBIS code). A lease only ever takes a *prefix* of
+each meter's pending queue, so no reading of a meter is sent before an
+earlier reading of the same meter that is still buffered. Meters are of two
+kinds at the moment of the lease:
+
+- *live*: the oldest pending reading of the meter was taken within the last
+  `live_window_s` (default 5 minutes) — the meter is caught up;
+- *backlog*: the meter still has older readings to replay (an uplink outage,
+  or a load profile read back after the meter's link came back).
+
+A lease of `n` readings gives up to `round(n * live_share)` places to live
+meters and the rest to backlog meters; a kind that has fewer readings than
+its places leaves them to the other (work conserving: the uplink never idles
+while either kind waits). Within a kind, readings go oldest first across its
+meters. So a meter that catches up is never again stuck behind another
+meter's replay, and the replay still gets at least `1 - live_share` of the
+uplink. The per-meter order is the stronger promise: a meter's own live
+readings wait for its own backlog (they are sent the moment it is replayed).
+
+Drop policy (`select_drops`). Readings older than `max_age_days` and, after
+those, the oldest readings beyond `max_readings` are dropped, oldest first
+across all meters, never a reading in flight. Oldest first because the
+newest readings are the ones operations need (outages, load, voltage), the
+oldest are the likeliest to be recoverable (a meter keeps its load profile
+for weeks and cumulative registers such as 1-0:1.8.0 make a later reading
+carry the energy of the lost ones), and dropping from the head of every
+queue leaves one contiguous, reportable gap per meter instead of holes.
+Both limits are in one unit each: ages in seconds (`now_s`, `max_age_days *
+86_400`), converted once to the readings' milliseconds by `age_cutoff_ms`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from edge_agent.domain.readings import Reading
+
+__all__ = [
+    "DEFAULT_LIVE_WINDOW_S",
+    "SECONDS_PER_DAY",
+    "BufferStats",
+    "DropReport",
+    "Lease",
+    "ReadingBuffer",
+    "age_cutoff_ms",
+    "classify_meters",
+    "drop_count",
+    "live_cutoff_ms",
+    "order_key",
+    "select_drops",
+    "select_lease",
+    "share_lease",
+]
+
+SECONDS_PER_DAY = 86_400
+DEFAULT_LIVE_WINDOW_S = 300.0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Readings handed to the uplink for one message, until PUBACK or release.
+
+    `sequence` is the gateway's batch sequence number for this message (never
+    reused, continues across restarts); `readings` are in send order.
+    """
+
+    lease_id: int
+    sequence: int
+    readings: tuple[Reading, ...]
+
+
+@dataclass(frozen=True)
+class DropReport:
+    """Readings dropped by the limits: per meter and in total."""
+
+    by_age: int = 0
+    by_size: int = 0
+    per_meter: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.by_age + self.by_size
+
+
+@dataclass(frozen=True)
+class BufferStats:
+    """What the agent reports about its buffer (status message, metrics)."""
+
+    depth: int  # readings buffered, in flight included
+    in_flight: int  # readings leased and not yet acknowledged
+    oldest_age_s: float | None  # age of the oldest buffered reading; None when empty
+    bytes_on_disk: int  # database file plus its write-ahead log
+    drops_total: int  # every reading ever dropped by the limits
+
+
+class ReadingBuffer(Protocol):
+    """The port the scheduler and the uplink use (SqliteBuffer, or a fake)."""
+
+    def append(self, readings: Sequence[Reading]) -> None: ...
+
+    def lease(self, max_readings: int, *, live_share: float = 0.5) -> Lease | None: ...
+
+    def release(self, lease_id: int) -> int: ...
+
+    def acknowledge(self, lease_id: int) -> int: ...
+
+    def enforce_limits(self, now: float | None = None) -> DropReport: ...
+
+    def stats(self) -> BufferStats: ...
+
+
+def order_key(reading: Reading) -> tuple[int, str, str]:
+    """Send and drop order across meters: oldest first, ties by meter and OBIS."""
+    return (reading.at_ms, reading.meter, reading.obis)
+
+
+def age_cutoff_ms(now_s: float, max_age_days: float) -> int:
+    """Readings with `at_ms` below this are older than `max_age_days`."""
+    return math.ceil((now_s - max_age_days * SECONDS_PER_DAY) * 1000)
+
+
+def live_cutoff_ms(now_s: float, live_window_s: float = DEFAULT_LIVE_WINDOW_S) -> int:
+    """Readings with `at_ms` at or above this count as live."""
+    return math.ceil((now_s - live_window_s) * 1000)
+
+
+def drop_count(*, older_than_cutoff: int, depth: int, pending: int, max_readings: int) -> int:
+    """How many of the oldest pending readings to drop.
+
+    Args:
+        older_than_cutoff: pending readings older than the age limit.
+        depth: every buffered reading, in flight included.
+        pending: buffered readings not in flight (the only ones that may go).
+        max_readings: the size limit.
+
+    Age drops are a prefix of the oldest-first order, and so are size drops
+    after them: together they are the `k` oldest pending readings.
+    """
+    over_size = max(0, depth - older_than_cutoff - max_readings)
+    return min(pending, older_than_cutoff + over_size)
+
+
+def classify_meters(
+    heads_ms: Mapping[str, int], live_from_ms: int
+) -> tuple[frozenset[str], frozenset[str]]:
+    """Split meters by their oldest pending reading: (live, backlog)."""
+    live = frozenset(meter for meter, head in heads_ms.items() if head >= live_from_ms)
+    return live, frozenset(heads_ms.keys() - live)
+
+
+def share_lease(
+    max_readings: int, live_share: float, *, live_available: int, backlog_available: int
+) -> tuple[int, int]:
+    """How many live and backlog readings one lease takes: (live, backlog).
+
+    Raises:
+        ValueError: `max_readings` below 1 or `live_share` outside 0..1.
+    """
+    if max_readings < 1:
+        raise ValueError(f"max_readings must be at least 1, not {max_readings}")
+    if not 0.0 <= live_share <= 1.0:
+        raise ValueError(f"live_share must be within 0..1, not {live_share}")
+    live_places = round(max_readings * live_share)
+    live = min(live_available, max(live_places, max_readings - backlog_available))
+    backlog = min(backlog_available, max_readings - live)
+    return live, backlog
+
+
+def select_lease(
+    pending: Iterable[Reading],
+    max_readings: int,
+    *,
+    live_share: float = 0.5,
+    live_from_ms: int,
+) -> list[Reading]:
+    """The readings the next lease carries, in send order (the reference).
+
+    Args:
+        pending: buffered readings not in flight, any order.
+        max_readings: the most the lease may take (>= 1).
+        live_share: the part of the lease reserved for live meters (0..1).
+        live_from_ms: `live_cutoff_ms(now_s, live_window_s)`.
+
+    Raises:
+        ValueError: as `share_lease`.
+    """
+    ordered = sorted(pending, key=order_key)
+    heads: dict[str, int] = {}
+    for reading in ordered:
+        heads.setdefault(reading.meter, reading.at_ms)
+    live_meters, _ = classify_meters(heads, live_from_ms)
+    live = [reading for reading in ordered if reading.meter in live_meters]
+    backlog = [reading for reading in ordered if reading.meter not in live_meters]
+    n_live, n_backlog = share_lease(
+        max_readings, live_share, live_available=len(live), backlog_available=len(backlog)
+    )
+    return sorted(live[:n_live] + backlog[:n_backlog], key=order_key)
+
+
+def select_drops(
+    pending: Iterable[Reading],
+    *,
+    in_flight: int,
+    max_readings: int,
+    age_from_ms: int,
+) -> tuple[list[Reading], list[Reading]]:
+    """The readings the limits drop: (by age, by size), oldest first (the reference).
+
+    Args:
+        pending: buffered readings not in flight (in-flight ones never go).
+        in_flight: how many readings are in flight (they count in the depth).
+        max_readings: the size limit.
+        age_from_ms: `age_cutoff_ms(now_s, max_age_days)`.
+    """
+    ordered = sorted(pending, key=order_key)
+    too_old = sum(1 for reading in ordered if reading.at_ms < age_from_ms)
+    count = drop_count(
+        older_than_cutoff=too_old,
+        depth=len(ordered) + in_flight,
+        pending=len(ordered),
+        max_readings=max_readings,
+    )
+    return ordered[:too_old], ordered[too_old:count]
