@@ -17,6 +17,7 @@ import contextlib
 import os
 import select
 import socket
+import termios
 import time
 from typing import Protocol, runtime_checkable
 
@@ -95,7 +96,7 @@ class SerialLink:
             self._serial = serial.serial_for_url(port, do_not_open=True, timeout=0)
             self._apply_format(baudrate, bytesize, parity, stopbits)
             self._open()
-        except (serial.SerialException, ValueError, OSError) as exc:
+        except (serial.SerialException, ValueError, OSError, termios.error) as exc:
             raise LinkOpenError(f"cannot open {port}: {exc}") from exc
         if rs485:
             self._serial.rs485_mode = serial.rs485.RS485Settings()
@@ -130,8 +131,12 @@ class SerialLink:
         self, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
     ) -> None:
         try:
-            self._apply_format(baudrate, bytesize, parity, stopbits)
-        except (serial.SerialException, ValueError, OSError) as exc:
+            if _is_pseudo_terminal(self.port):  # see _open: a pty carries 8N1
+                self._apply_format(baudrate, 8, "N", 1)
+            else:
+                self._apply_format(baudrate, bytesize, parity, stopbits)
+            self._character_time_s = character_time_s(baudrate, bytesize, parity, stopbits)
+        except (serial.SerialException, ValueError, OSError, termios.error) as exc:
             raise LinkClosed(
                 f"{self.port}: cannot set {baudrate} {bytesize}{parity}{stopbits}: {exc}"
             ) from exc

@@ -156,7 +156,39 @@ class MosquittoServer:
         return self.directory / "mosquitto.log"
 
 
-def start_mosquitto(directory: Path) -> MosquittoServer:
+@dataclass(frozen=True)
+class TlsFiles:
+    """A broker's TLS listener: its certificate and key, and the CA that signed it."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+def make_test_pki(directory: Path, common_name: str = "127.0.0.1") -> TlsFiles:
+    """A throwaway CA and a server certificate for `common_name` (an IP SAN),
+    made with the openssl command; a second call in another folder makes an
+    unrelated CA."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = directory / "ca.key", directory / "ca.crt"
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.crt"
+    extensions = directory / "san.cnf"
+    extensions.write_text(f"subjectAltName=IP:{common_name}\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=voltstack test CA", "-keyout", str(ca_key), "-out", str(ca_cert))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={common_name}",
+            "-keyout", str(key), "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
+            "-CAcreateserial", "-days", "2", "-extfile", str(extensions), "-out", str(cert))
+    return TlsFiles(ca_cert, cert, key)
+
+
+def start_mosquitto(directory: Path, *, tls: TlsFiles | None = None) -> MosquittoServer:
+    """Start a Mosquitto; with `tls`, its one listener speaks TLS (MQTTS)."""
     binary = require_binary("/usr/sbin/mosquitto", "mosquitto")
     port = free_port()
     config = directory / "mosquitto.conf"
@@ -183,6 +215,8 @@ def start_mosquitto(directory: Path) -> MosquittoServer:
                 f"user {pwd.getpwuid(os.getuid()).pw_name}",
                 "per_listener_settings false",
                 f"listener {port} 127.0.0.1",
+                *([f"cafile {tls.ca_file}", f"certfile {tls.cert_file}", f"keyfile {tls.key_file}"]
+                  if tls else []),
                 "allow_anonymous false",
                 f"password_file {server.password_file}",
                 f"acl_file {server.acl_file}",
@@ -202,6 +236,10 @@ def start_mosquitto(directory: Path) -> MosquittoServer:
     )
     wait_until(lambda: port_accepts(port), what="mosquitto", process=server.process, log=server.log)
     return server
+
+
+def stop_mosquitto(server: MosquittoServer) -> None:
+    stop(server.process)
 
 
 @pytest.fixture(scope="session")

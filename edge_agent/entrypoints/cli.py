@@ -326,3 +326,228 @@ def check_config(
     console.print(
         f"{config}: valid — gateway {loaded.gateway.id}, {len(loaded.buses)} buses, {meters} meters"
     )
+
+
+def _quality_names(quality: int) -> str:
+    from edge_agent.domain.readings import QualityFlag
+
+    return ",".join(flag.name or "" for flag in QualityFlag if quality & flag) or "—"
+
+
+def _iso_time(at_ms: int) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(at_ms / 1000, dt.UTC).isoformat()
+
+
+@app.command()
+def optical(
+    port: PortArgument,
+    baud_switch: Annotated[
+        bool,
+        typer.Option(
+            "--baud-switch/--no-baud-switch",
+            help="Switch to the meter's speed after the sign-on (off: stay at 300 Bd).",
+        ),
+    ] = True,
+    max_baud: Annotated[
+        int | None, typer.Option(help="Switch to this speed at most (e.g. 9600).", min=300)
+    ] = None,
+    address: Annotated[str, typer.Option(help="Sign on to this device address only.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Read a meter's IEC 62056-21 mode C data readout at its optical port."""
+    from edge_agent.adapters.optical_reader import OpticalMeterReader
+    from firmware_bridge.exceptions import LinkError, LinkOpenError
+    from firmware_bridge.optical import OpticalSettings, open_optical_port
+
+    settings = OpticalSettings(
+        mode="C", baud_switch=baud_switch, max_baud=max_baud, device_address=address
+    )
+    try:
+        link = open_optical_port(port)
+    except LinkOpenError as exc:
+        errors.print(f"error: {exc}")
+        raise typer.Exit(EXIT_LINK) from None
+    reader = OpticalMeterReader(address or port, settings)
+    try:
+        result = reader.read(link)
+    except LinkError as exc:
+        errors.print(f"error: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+    finally:
+        link.close()
+    identified = reader.last_result
+    assert identified is not None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "identification": identified.identification.text,
+                    "baud_rate": identified.baud_rate,
+                    "readings": [
+                        {
+                            "obis": r.obis,
+                            "value": r.value,
+                            "unit": r.unit,
+                            "at": _iso_time(r.at_ms),
+                            "quality": _quality_names(r.quality),
+                        }
+                        for r in result.readings
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    table = Table(
+        "OBIS",
+        "value",
+        "unit",
+        title=f"{identified.identification.text} at {identified.baud_rate} Bd",
+    )
+    for reading in result.readings:
+        table.add_row(reading.obis, f"{reading.value:.6g}", reading.unit)
+    console.print(table)
+
+
+def _parse_when(text: str | None, name: str) -> Any:
+    import datetime as dt
+
+    if text is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: give a time like 2026-03-01T12:00", param_hint=name
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+@app.command()
+def dlms(
+    port: Annotated[
+        str | None,
+        typer.Argument(help="Serial port of an HDLC line (omit with --host).", show_default=False),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Meter host (DLMS TCP wrapper).")] = None,
+    tcp_port: Annotated[int, typer.Option("--port", help="Meter TCP port.")] = 4059,
+    password: Annotated[str | None, typer.Option(help="LLS password (low authentication).")] = None,
+    client: Annotated[int, typer.Option(help="Client address: 1 management, 16 public.")] = 1,
+    server: Annotated[int, typer.Option(help="Logical device (server) address.")] = 1,
+    physical: Annotated[int, typer.Option(help="HDLC physical address of the meter.")] = 17,
+    baud: Annotated[int, typer.Option(help="Baud rate of the HDLC line.")] = 9600,
+    obis: Annotated[
+        list[str] | None, typer.Option(help="Register to read (repeat); default: all.")
+    ] = None,
+    profile_from: Annotated[
+        str | None, typer.Option(help="Load profile from this time (ISO 8601, UTC if bare).")
+    ] = None,
+    profile_to: Annotated[str | None, typer.Option(help="Load profile up to this time.")] = None,
+    events: Annotated[bool, typer.Option("--events", help="Read the event log.")] = False,
+    timeout_ms: TimeoutOption = 3000.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Read a DLMS/COSEM meter: registers, a load profile range, or the event log."""
+    import datetime as dt
+
+    from edge_agent.adapters.dlms_reader import DlmsMeterReader, register_codes, session_for
+    from firmware_bridge.exceptions import LinkError, LinkOpenError
+    from firmware_bridge.links import BytePipe, SerialLink, TcpLink
+
+    if (port is None) == (host is None):
+        raise typer.BadParameter("give a serial PORT or --host, not both", param_hint="PORT")
+    try:
+        codes = register_codes(obis or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--obis") from None
+    start, end = (
+        _parse_when(profile_from, "--profile-from"),
+        _parse_when(profile_to, "--profile-to"),
+    )
+    if (start is None) != (end is None):
+        raise typer.BadParameter(
+            "give both --profile-from and --profile-to", param_hint="--profile-to"
+        )
+    name = port or f"{host}:{tcp_port}"
+    link: BytePipe
+    try:
+        link = SerialLink(port, baudrate=baud) if port else TcpLink(str(host), tcp_port)
+    except LinkOpenError as exc:
+        errors.print(f"error: {exc}")
+        raise typer.Exit(EXIT_LINK) from None
+    reader = DlmsMeterReader(name)
+    readings: list[Any] = []
+    failures: list[Any] = []
+    meter_events: list[Any] = []
+    try:
+        with session_for(
+            link,
+            interface="hdlc" if port else "wrapper",
+            client_address=client,
+            server_address=server,
+            physical_address=physical if port else None,
+            password=password,
+            timeout_s=timeout_ms / 1000,
+            name=name,
+        ) as session:
+            clock = reader.read_clock(session)
+            if start is not None:
+                result = reader.read_load_profile(session, start, end)
+                readings, failures = result.readings, result.failures
+            if events:
+                since = start or clock - dt.timedelta(days=366)
+                meter_events = reader.read_events(session, since, end or clock)
+            if codes or (start is None and not events):
+                result = (
+                    reader.read_registers(session, codes)
+                    if codes
+                    else reader.read_all_registers(session)
+                )
+                readings, failures = readings + result.readings, failures + result.failures
+    except LinkError as exc:
+        errors.print(f"error: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+    finally:
+        link.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "meter_clock": clock.isoformat(),
+                    "readings": [
+                        {
+                            "obis": r.obis,
+                            "at": _iso_time(r.at_ms),
+                            "value": r.value,
+                            "unit": r.unit,
+                            "quality": _quality_names(r.quality),
+                        }
+                        for r in readings
+                    ],
+                    "events": [
+                        {"at": e.at.isoformat(), "code": e.code, "name": e.name}
+                        for e in meter_events
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        if readings:
+            table = Table("time", "OBIS", "value", "unit", "flags", title=f"{name}, clock {clock}")
+            for r in readings:
+                table.add_row(
+                    _iso_time(r.at_ms), r.obis, f"{r.value:.6g}", r.unit, _quality_names(r.quality)
+                )
+            console.print(table)
+        if events:
+            table = Table("time", "code", "event", title=f"{name}: event log")
+            for event in meter_events:
+                table.add_row(event.at.isoformat(), str(event.code), event.name)
+            console.print(table)
+    for failure in failures:
+        errors.print(f"{failure.obis}: {failure.error}")
+    if failures:
+        raise typer.Exit(EXIT_FAILED)

@@ -1,0 +1,312 @@
+"""The uplink: readings from the buffer to the broker, deleted only on PUBACK.
+
+The MQTT contract (docs/architecture.md): `vs/v1/{gateway}/readings` carries
+uplink batches (fastcodec batch format v1, QoS 1, a per-gateway sequence
+number); `events` JSON events (QoS 1); `status` a retained JSON birth message
+(online, version, uptime, buffer depth) that the last will turns offline;
+`cmd/{id}` arrives from the cloud.
+
+Strategy (paho-mqtt 2, its network loop in one thread of ours):
+
+- **TLS verifies the server, always**: a CA file (or the system's CAs) and
+  the host name; a client certificate and key when configured. There is no
+  switch to turn verification off.
+- **Persistent session** (clean session off, the gateway id as client id) and
+  QoS 1: the broker keeps our command subscription across reconnects.
+- **Reconnect with exponential back-off and full jitter** (1 s doubling to
+  60 s), so ten thousand gateways do not reconnect in the same second after a
+  broker restart.
+- **Bounded in flight**: at most `max_inflight` batches unacknowledged.
+- **PUBACK deletes**: paho reports the PUBACK of each batch; the pump (the
+  buffer's owner thread) then acknowledges that lease in the buffer. A lease
+  in flight when the connection drops is released and sent again: delivery
+  is at least once, and the cloud's idempotent writes make it exactly once in
+  storage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.config import UplinkConfig
+from edge_agent.domain.buffer_policy import Lease, ReadingBuffer
+from fastcodec import uplink as batch_codec
+from fastcodec.obis import parse_obis
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MqttUplink", "UplinkPump", "UplinkState", "topics_of"]
+
+
+def topics_of(gateway_id: str) -> dict[str, str]:
+    prefix = f"vs/v1/{gateway_id}"
+    return {
+        "readings": f"{prefix}/readings",
+        "events": f"{prefix}/events",
+        "status": f"{prefix}/status",
+        "commands": f"{prefix}/cmd/+",
+        "command_results": f"{prefix}/cmd_result",
+    }
+
+
+@dataclass
+class UplinkState:
+    """What the health endpoint and the birth message report."""
+
+    connected: bool = False
+    connects: int = 0
+    disconnects: int = 0
+    batches_sent: int = 0
+    batches_acknowledged: int = 0
+    readings_acknowledged: int = 0
+    last_puback_at: float | None = None
+    last_error: str = ""
+    in_flight: dict[int, int] = field(default_factory=dict)  # mid → lease id
+
+
+class MqttUplink:
+    """One gateway's MQTT connection (see the module doc).
+
+    Args:
+        config: broker, credentials, TLS files, keep-alive, in-flight bound.
+        gateway_id: this gateway (client id and topic prefix).
+        version: the agent's version, for the birth message.
+        status: called for the birth message's live fields (buffer depth, …).
+        on_command: called (in paho's thread) with (command id, payload bytes).
+    """
+
+    def __init__(
+        self,
+        config: UplinkConfig,
+        gateway_id: str,
+        *,
+        version: str,
+        status: Callable[[], dict[str, Any]] = dict,
+        on_command: Callable[[str, bytes], None] | None = None,
+    ) -> None:
+        self.config, self.gateway_id, self.version = config, gateway_id, version
+        self.topics = topics_of(gateway_id)
+        self.state = UplinkState()
+        self.acknowledged: queue.Queue[int] = queue.Queue()  # lease ids, for the pump
+        self._status, self._on_command = status, on_command
+        self._started_at = time.time()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._client = self._make_client()
+        self._thread = threading.Thread(target=self._supervise, name="mqtt-uplink", daemon=True)
+
+    # -- connection -----------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.gateway_id,
+            clean_session=False,
+            reconnect_on_failure=False,
+        )
+        if self.config.username:
+            client.username_pw_set(self.config.username, self.config.resolved_password())
+        if self.config.tls:
+            client.tls_set(
+                ca_certs=str(self.config.ca_file) if self.config.ca_file else None,
+                certfile=str(self.config.cert_file) if self.config.cert_file else None,
+                keyfile=str(self.config.key_file) if self.config.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            client.tls_insecure_set(False)  # the host name must match: always
+        client.max_inflight_messages_set(self.config.max_inflight)
+        client.will_set(self.topics["status"], json.dumps({"online": False}), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        return client
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Say offline (retained), disconnect, and stop the network thread."""
+        self._stop.set()
+        if self.state.connected:
+            info = self._client.publish(
+                self.topics["status"], json.dumps({"online": False}), qos=1, retain=True
+            )
+            info.wait_for_publish(timeout_s)
+        self._client.disconnect()
+        self._thread.join(timeout_s)
+
+    def _supervise(self) -> None:
+        url = urlsplit(self.config.broker)
+        host = url.hostname or "localhost"
+        port = url.port or (8883 if self.config.tls else 1883)
+        delay_s = 1.0
+        while not self._stop.is_set():
+            try:
+                self._client.connect(host, port, keepalive=self.config.keepalive_s)
+                connected_at = time.monotonic()
+                self._client.loop_forever(retry_first_connection=False)
+                if time.monotonic() - connected_at > 60:
+                    delay_s = 1.0  # a connection that lasted: start the back-off over
+            except (OSError, ssl.SSLError, mqtt.WebsocketConnectionError, ValueError) as exc:
+                self.state.last_error = f"cannot connect to {host}:{port}: {exc}"
+                log.warning("%s", self.state.last_error)
+            if self._stop.is_set():
+                break
+            # Full jitter: anywhere in [0, delay], the delay doubling to 60 s.
+            self._stop.wait(random.uniform(0.1, delay_s))
+            delay_s = min(delay_s * 2, 60.0)
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any
+    ) -> None:
+        if reason.is_failure:
+            self.state.last_error = f"broker refused the connection: {reason}"
+            log.error("%s", self.state.last_error)
+            client.disconnect()
+            return
+        self.state.connected = True
+        self.state.connects += 1
+        log.info("connected to %s as %s", self.config.broker, self.gateway_id)
+        client.subscribe(self.topics["commands"], qos=1)
+        client.publish(self.topics["status"], json.dumps(self.birth_message()), qos=1, retain=True)
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _properties: Any
+    ) -> None:
+        if self.state.connected:
+            self.state.disconnects += 1
+            log.warning("disconnected from the broker: %s", reason)
+        self.state.connected = False
+
+    def birth_message(self) -> dict[str, Any]:
+        return {
+            "online": True,
+            "gateway": self.gateway_id,
+            "version": self.version,
+            "uptime_s": round(time.time() - self._started_at),
+            **self._status(),
+        }
+
+    # -- publishing -----------------------------------------------------------
+
+    def publish_lease(self, lease: Lease) -> bool:
+        """Send a lease as one batch; False when not connected (try later)."""
+        if not self.state.connected:
+            return False
+        payload = encode_lease(self.gateway_id, lease)
+        with self._lock:  # the mid must be known before its PUBACK can arrive
+            info = self._client.publish(self.topics["readings"], payload, qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return False
+            self.state.in_flight[info.mid] = lease.lease_id
+        self.state.batches_sent += 1
+        return True
+
+    def publish_event(self, event: dict[str, Any]) -> bool:
+        """Send a JSON event (QoS 1); False when not connected."""
+        if not self.state.connected:
+            return False
+        body = {"gateway": self.gateway_id, "at_ms": int(time.time() * 1000), **event}
+        return self._client.publish(self.topics["events"], json.dumps(body), qos=1).rc == 0
+
+    def publish_command_result(self, command_id: str, result: dict[str, Any]) -> bool:
+        if not self.state.connected:
+            return False
+        topic = f"{self.topics['command_results']}/{command_id}"
+        return self._client.publish(topic, json.dumps(result), qos=1).rc == 0
+
+    def _on_publish(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any
+    ) -> None:
+        with self._lock:
+            lease_id = self.state.in_flight.pop(mid, None)
+        if lease_id is not None:  # a batch (events and status are not leases)
+            self.state.batches_acknowledged += 1
+            self.state.last_puback_at = time.time()
+            self.acknowledged.put(lease_id)
+
+    def drop_in_flight(self) -> list[int]:
+        """The leases whose PUBACK never came (connection lost): to release."""
+        with self._lock:
+            leases = list(self.state.in_flight.values())
+            self.state.in_flight.clear()
+        return leases
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        command_id = message.topic.rsplit("/", 1)[-1]
+        if self._on_command is not None:
+            self._on_command(command_id, bytes(message.payload))
+
+
+def encode_lease(gateway_id: str, lease: Lease) -> bytes:
+    """The uplink batch for a lease (fastcodec batch format v1)."""
+    rows = [
+        batch_codec.Reading(r.meter, parse_obis(r.obis), r.at_ms, r.value, r.unit, r.quality)
+        for r in lease.readings
+    ]
+    batch = batch_codec.Batch.from_readings(
+        gateway_id, lease.sequence, int(time.time() * 1000), rows
+    )
+    return batch_codec.encode_batch(batch)
+
+
+class UplinkPump:
+    """Moves leases from the buffer to the uplink, and PUBACKs back (one thread,
+    the buffer's owner: SQLite connections stay in the thread that opened them).
+
+    Args:
+        buffer: the store-and-forward buffer.
+        uplink: the MQTT connection.
+        batch_readings: readings per batch.
+    """
+
+    def __init__(
+        self, buffer: ReadingBuffer, uplink: MqttUplink, *, batch_readings: int = 1000
+    ) -> None:
+        self.buffer, self.uplink, self.batch_readings = buffer, uplink, batch_readings
+        self._was_connected = False
+
+    def pump_once(self) -> int:
+        """One step: apply PUBACKs, release what a lost connection left in
+        flight, send while the in-flight bound allows. Returns batches sent."""
+        self._apply_acknowledgements()
+        if self._was_connected and not self.uplink.state.connected:
+            # Everything unconfirmed goes back, in order, to be sent again.
+            for lease_id in self.uplink.drop_in_flight():
+                self.buffer.release(lease_id)
+        self._was_connected = self.uplink.state.connected
+        sent = 0
+        while (
+            self.uplink.state.connected
+            and len(self.uplink.state.in_flight) < self.uplink.config.max_inflight
+        ):
+            lease = self.buffer.lease(self.batch_readings)
+            if lease is None:
+                break
+            if not self.uplink.publish_lease(lease):
+                self.buffer.release(lease.lease_id)
+                break
+            sent += 1
+        return sent
+
+    def _apply_acknowledgements(self) -> None:
+        while True:
+            try:
+                lease_id = self.uplink.acknowledged.get_nowait()
+            except queue.Empty:
+                return
+            self.uplink.state.readings_acknowledged += self.buffer.acknowledge(lease_id)
