@@ -178,12 +178,50 @@ def make_test_pki(directory: Path, common_name: str = "127.0.0.1") -> TlsFiles:
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=voltstack test CA", "-keyout", str(ca_key), "-out", str(ca_cert))
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={common_name}",
-            "-keyout", str(key), "-out", str(csr))
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_cert), "-CAkey", str(ca_key),
-            "-CAcreateserial", "-days", "2", "-extfile", str(extensions), "-out", str(cert))
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=voltstack test CA",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca_cert),
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        f"/CN={common_name}",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_cert),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        str(extensions),
+        "-out",
+        str(cert),
+    )
     return TlsFiles(ca_cert, cert, key)
 
 
@@ -215,8 +253,15 @@ def start_mosquitto(directory: Path, *, tls: TlsFiles | None = None) -> Mosquitt
                 f"user {pwd.getpwuid(os.getuid()).pw_name}",
                 "per_listener_settings false",
                 f"listener {port} 127.0.0.1",
-                *([f"cafile {tls.ca_file}", f"certfile {tls.cert_file}", f"keyfile {tls.key_file}"]
-                  if tls else []),
+                *(
+                    [
+                        f"cafile {tls.ca_file}",
+                        f"certfile {tls.cert_file}",
+                        f"keyfile {tls.key_file}",
+                    ]
+                    if tls
+                    else []
+                ),
                 "allow_anonymous false",
                 f"password_file {server.password_file}",
                 f"acl_file {server.acl_file}",

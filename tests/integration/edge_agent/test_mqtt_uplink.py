@@ -24,7 +24,9 @@ from tests.servers import MosquittoServer, TlsFiles, make_test_pki, start_mosqui
 pytestmark = pytest.mark.integration
 
 
-def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -41,10 +43,17 @@ def gateway_user(broker: MosquittoServer) -> tuple[str, str]:
 class Watcher:
     """An admin subscriber that collects what the gateway publishes."""
 
-    def __init__(self, broker: MosquittoServer, topic: str, port: int | None = None,
-                 tls: TlsFiles | None = None) -> None:
+    def __init__(
+        self,
+        broker: MosquittoServer,
+        topic: str,
+        port: int | None = None,
+        tls: TlsFiles | None = None,
+    ) -> None:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:6]}")
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:6]}"
+        )
         self.client.username_pw_set(broker.admin_username, broker.admin_password)
         if tls:
             self.client.tls_set(ca_certs=str(tls.ca_file))
@@ -65,20 +74,38 @@ class Watcher:
 
 
 def readings(meter: str, count: int, start_ms: int = 1_767_225_600_000) -> list[Reading]:
-    return [Reading(meter, "1-0:1.8.0", start_ms + i * 60_000, 1000.0 + i, "kWh",
-                    int(QualityFlag.AGENT_TIMESTAMP)) for i in range(count)]
+    return [
+        Reading(
+            meter,
+            "1-0:1.8.0",
+            start_ms + i * 60_000,
+            1000.0 + i,
+            "kWh",
+            int(QualityFlag.AGENT_TIMESTAMP),
+        )
+        for i in range(count)
+    ]
 
 
 @pytest.fixture
 def buffer(tmp_path: Path) -> Iterator[SqliteBuffer]:
-    with SqliteBuffer(tmp_path / "buffer.sqlite", max_readings=100_000, max_age_days=3650) as opened:
+    with SqliteBuffer(
+        tmp_path / "buffer.sqlite", max_readings=100_000, max_age_days=3650
+    ) as opened:
         yield opened
 
 
-def make_uplink(broker: MosquittoServer, gateway: str, password: str, **config: object) -> MqttUplink:
+def make_uplink(
+    broker: MosquittoServer, gateway: str, password: str, **config: object
+) -> MqttUplink:
     settings = UplinkConfig.model_validate(
-        {"broker": f"mqtt://{broker.host}:{broker.port}", "username": gateway, "password": password,
-         "keepalive_s": 5, **config}
+        {
+            "broker": f"mqtt://{broker.host}:{broker.port}",
+            "username": gateway,
+            "password": password,
+            "keepalive_s": 5,
+            **config,
+        }
     )
     return MqttUplink(settings, gateway, version="test", status=lambda: {"buffer_depth": 0})
 
@@ -106,7 +133,9 @@ def test_readings_reach_the_broker_and_leave_the_buffer_only_on_puback(
                 continue
             sequences.append(batch.sequence)
             received.extend(batch.readings())
-        wait_for(lambda: (pump.pump_once() or True) and buffer.stats().depth == 0, what="empty buffer")
+        wait_for(
+            lambda: (pump.pump_once() or True) and buffer.stats().depth == 0, what="empty buffer"
+        )
         got = {(r.meter, str(r.obis), r.timestamp_ms, r.value, r.unit) for r in received}
         assert got == {(r.meter, r.obis, r.at_ms, r.value, r.unit) for r in sent}
         assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
@@ -156,7 +185,9 @@ def test_a_gateway_cannot_publish_under_another_prefix(mosquitto: MosquittoServe
 
 
 @pytest.fixture(scope="module")
-def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MosquittoServer, TlsFiles]]:
+def tls_broker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[MosquittoServer, TlsFiles]]:
     folder = tmp_path_factory.mktemp("tls-broker")
     files = make_test_pki(folder / "pki")
     broker = start_mosquitto(folder, tls=files)
@@ -167,8 +198,12 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mosqu
 def test_tls_works_with_the_right_ca(tls_broker: tuple[MosquittoServer, TlsFiles]) -> None:
     broker, files = tls_broker
     gateway, password = gateway_user(broker)
-    settings = UplinkConfig(broker=f"mqtts://127.0.0.1:{broker.port}", username=gateway,
-                            password=password, ca_file=files.ca_file)
+    settings = UplinkConfig(
+        broker=f"mqtts://127.0.0.1:{broker.port}",
+        username=gateway,
+        password=password,
+        ca_file=files.ca_file,
+    )
     link = MqttUplink(settings, gateway, version="test")
     link.start()
     try:
@@ -186,8 +221,12 @@ def test_tls_refuses_a_broker_the_ca_did_not_sign(
     broker, _ = tls_broker
     other_ca = make_test_pki(tmp_path / "other").ca_file
     gateway, password = gateway_user(broker)
-    settings = UplinkConfig(broker=f"mqtts://127.0.0.1:{broker.port}", username=gateway,
-                            password=password, ca_file=other_ca)
+    settings = UplinkConfig(
+        broker=f"mqtts://127.0.0.1:{broker.port}",
+        username=gateway,
+        password=password,
+        ca_file=other_ca,
+    )
     link = MqttUplink(settings, gateway, version="test")
     link.start()
     try:
