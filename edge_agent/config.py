@@ -24,6 +24,7 @@ __all__ = [
     "ConfigFileError",
     "DlmsTcpBusConfig",
     "GatewayConfig",
+    "HealthConfig",
     "MeterConfig",
     "OpticalBusConfig",
     "SerialBusConfig",
@@ -88,6 +89,14 @@ class BufferConfig(_Strict):
     max_readings: int = Field(default=5_000_000, ge=1000)
     max_age_days: float = Field(default=35.0, gt=0)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class HealthConfig(_Strict):
+    """The local health endpoint (status JSON, Prometheus metrics)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # loopback only unless a site opens it on purpose
+    port: int = Field(default=9610, ge=0, le=65535)
 
 
 class MeterConfig(_Strict):
@@ -182,6 +191,7 @@ class AgentConfig(_Strict):
     gateway: GatewayConfig
     uplink: UplinkConfig
     buffer: BufferConfig = BufferConfig()
+    health: HealthConfig = HealthConfig()
     buses: list[BusConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")

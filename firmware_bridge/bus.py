@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from fastcodec import modbus
+from fastcodec.crc import crc16_modbus
 from firmware_bridge.exceptions import (
     GarbledResponse,
     MeterUnavailable,
@@ -39,7 +40,14 @@ from firmware_bridge.links import BytePipe, sleep_until
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BreakerPolicy", "BusStatistics", "CircuitBreaker", "ModbusBus", "PolledDevice"]
+__all__ = [
+    "BreakerPolicy",
+    "BusStatistics",
+    "CircuitBreaker",
+    "ModbusBus",
+    "ModbusTcpBus",
+    "PolledDevice",
+]
 
 
 @dataclass(frozen=True)
@@ -267,3 +275,73 @@ class _EchoFilter:
         if self._matched == len(self._request):
             self.seen = 1
         return chunk[len(expected) :]
+
+
+class ModbusTcpBus(ModbusBus):
+    """Modbus TCP (MBAP framing) to one address: the same arbitration, breakers
+    and statistics as a serial bus; no CRC and no silent interval on TCP.
+
+    Requests come as RTU frames (what the readers build, so one reader serves
+    both); on the wire each becomes an MBAP header (transaction id, protocol
+    0, length, unit id) and the PDU (Modbus Messaging on TCP/IP V1.0b §3.1).
+    Answers are turned back into RTU form for fastcodec's parser.
+    """
+
+    def __init__(self, link: BytePipe, *, breaker_policy: BreakerPolicy | None = None) -> None:
+        super().__init__(link, breaker_policy=breaker_policy)
+        self._transaction = 0
+
+    def _attempt(self, device: PolledDevice, request: bytes) -> object:
+        stats = self.statistics
+        self._transaction = (self._transaction + 1) & 0xFFFF
+        unit, pdu = request[0], request[1:-2]
+        header = (
+            self._transaction.to_bytes(2, "big")
+            + b"\x00\x00"
+            + (len(pdu) + 1).to_bytes(2, "big")
+            + bytes([unit])
+        )
+        stats.noise_bytes += self.link.discard_input()
+        self.link.write(header + pdu)
+        log.debug("%s → %s", device.name, (header + pdu).hex(" "))
+        stats.requests += 1
+        stats.bytes_out += len(header) + len(pdu)
+        deadline = time.monotonic() + device.timeout_s
+        received = bytearray()
+        while (remaining := deadline - time.monotonic()) > 0:
+            chunk = self.link.read(512, remaining)
+            if not chunk:
+                continue
+            log.debug("%s ← %s", device.name, chunk.hex(" "))
+            received += chunk
+            stats.bytes_in += len(chunk)
+            answer = self._mbap_answer(received, unit)
+            if answer is not None:
+                stats.answers += 1
+                return answer
+        if received:
+            stats.garbled += 1
+            raise GarbledResponse(device.name, f"{len(received)} bytes but no valid answer")
+        stats.timeouts += 1
+        raise NoResponse(device.name, f"no answer within {device.timeout_s * 1000:.0f} ms")
+
+    def _mbap_answer(self, received: bytearray, unit: int) -> object | None:
+        while len(received) >= 7:
+            length = int.from_bytes(received[4:6], "big")
+            if received[2:4] != b"\x00\x00" or not 2 <= length <= 254:
+                raise GarbledResponse(
+                    f"unit {unit}", f"not an MBAP header: {received[:7].hex(' ')}"
+                )
+            if len(received) < 6 + length:
+                return None
+            frame, transaction = (
+                bytes(received[6 : 6 + length]),
+                int.from_bytes(received[:2], "big"),
+            )
+            del received[: 6 + length]
+            if transaction != self._transaction or frame[0] != unit:
+                self.statistics.wrong_unit += 1
+                continue  # a late answer to an earlier request
+            rtu = frame + crc16_modbus(frame).to_bytes(2, "little")
+            return modbus.parse_response(rtu)
+        return None

@@ -155,6 +155,22 @@ class MosquittoServer:
     def log(self) -> Path:
         return self.directory / "mosquitto.log"
 
+    def start(self) -> None:
+        """(Re)start the broker on the same port with the same users and ACLs."""
+        binary = require_binary("/usr/sbin/mosquitto", "mosquitto")
+        self.process = subprocess.Popen(
+            [binary, "-c", str(self.directory / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(
+            lambda: port_accepts(self.port), what="mosquitto", process=self.process, log=self.log
+        )
+
+    def stop(self) -> None:
+        """Stop the broker (clients see it go away); `start` brings it back."""
+        stop(self.process)
+
 
 @dataclass(frozen=True)
 class TlsFiles:
@@ -227,7 +243,7 @@ def make_test_pki(directory: Path, common_name: str = "127.0.0.1") -> TlsFiles:
 
 def start_mosquitto(directory: Path, *, tls: TlsFiles | None = None) -> MosquittoServer:
     """Start a Mosquitto; with `tls`, its one listener speaks TLS (MQTTS)."""
-    binary = require_binary("/usr/sbin/mosquitto", "mosquitto")
+    directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = directory / "mosquitto.conf"
     server = MosquittoServer("127.0.0.1", port, directory)
@@ -265,7 +281,10 @@ def start_mosquitto(directory: Path, *, tls: TlsFiles | None = None) -> Mosquitt
                 "allow_anonymous false",
                 f"password_file {server.password_file}",
                 f"acl_file {server.acl_file}",
-                "persistence false",
+                # Sessions and queued QoS 1 messages survive a restart (tests
+                # stop and start the broker under a running agent).
+                "persistence true",
+                f"persistence_location {directory}/",
                 f"log_dest file {server.log}",
                 "log_type error",
                 "log_type warning",
@@ -276,15 +295,12 @@ def start_mosquitto(directory: Path, *, tls: TlsFiles | None = None) -> Mosquitt
         )
     )
     server.log.touch()
-    server.process = subprocess.Popen(
-        [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    wait_until(lambda: port_accepts(port), what="mosquitto", process=server.process, log=server.log)
+    server.start()
     return server
 
 
 def stop_mosquitto(server: MosquittoServer) -> None:
-    stop(server.process)
+    server.stop()
 
 
 @pytest.fixture(scope="session")

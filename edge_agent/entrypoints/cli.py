@@ -43,10 +43,10 @@ def main(
     ] = False,
 ) -> None:
     """Commands for running and commissioning a gateway."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    from edge_agent.logs import configure_logging
+
+    # Commissioning commands stay quiet but for warnings; `run` logs INFO.
+    configure_logging(verbose, level=logging.WARNING)
 
 
 @app.command()
@@ -308,6 +308,65 @@ def commission(
     console.print(f"wrote {output}: {len(found)} meters on {port} at {setting}")
 
 
+@app.command()
+def run(
+    config: Annotated[Path, typer.Option(help="The agent's YAML configuration.")] = Path(
+        "/etc/voltstack/agent.yaml"
+    ),
+) -> None:
+    """Run the gateway service (what systemd starts): read, buffer, publish."""
+    import signal
+
+    from edge_agent.adapters.health import HealthServer
+    from edge_agent.adapters.systemd import SystemdNotifier
+    from edge_agent.config import load_config
+    from edge_agent.service.agent import Agent
+    from firmware_bridge.exceptions import LinkError
+
+    try:
+        loaded = load_config(config)
+    except ConfigFileError as exc:
+        errors.print(f"invalid configuration, not starting:\n{exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    try:
+        agent = Agent(loaded)
+    except (LinkError, OSError) as exc:
+        errors.print(f"cannot start: {exc}")
+        raise typer.Exit(EXIT_LINK) from None
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)  # a service tells journald what it does
+    notifier = SystemdNotifier()
+    health = None
+    if loaded.health.enabled:
+        health = HealthServer(agent.snapshot, host=loaded.health.host, port=loaded.health.port)
+        try:
+            health.start()
+        except OSError as exc:
+            agent.stop()
+            errors.print(
+                f"cannot serve the health endpoint on {loaded.health.host}:"
+                f"{loaded.health.port}: {exc}"
+            )
+            raise typer.Exit(EXIT_LINK) from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: agent.stop_event.set())
+    agent.start()
+    notifier.ready(f"reading {sum(len(w.tasks) for w in agent.workers)} meters")
+
+    def heartbeat() -> None:
+        notifier.watchdog()
+        depth = agent.buffer.stats().depth
+        online = "online" if agent.uplink.state.connected else "offline"
+        notifier.status(f"{online}, {depth} readings buffered")
+
+    code = agent.run_until_stopped(heartbeat)
+    notifier.stopping()
+    agent.stop()
+    if health is not None:
+        health.stop()
+    raise typer.Exit(code)
+
+
 @app.command("check-config")
 def check_config(
     config: Annotated[Path, typer.Argument(help="The agent's YAML configuration.")] = Path(
@@ -550,4 +609,139 @@ def dlms(
     for failure in failures:
         errors.print(f"{failure.obis}: {failure.error}")
     if failures:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _age_s(at: float | None, now: float) -> str:
+    return "—" if at is None else f"{max(0.0, now - at):.0f}"
+
+
+def _status_tables(snapshot: dict[str, Any], now: float) -> list[Table]:
+    uplink, buffer = snapshot["uplink"], snapshot["buffer"]
+    oldest = buffer["oldest_age_s"]
+    summary = Table("", "value", title=f"gateway {snapshot['gateway']}", show_header=False)
+    for label, value in (
+        ("version", snapshot["version"]),
+        ("running", "yes" if snapshot["running"] else "NO"),
+        ("uptime (s)", f"{snapshot['uptime_s']:.0f}"),
+        ("uplink", "connected" if uplink["connected"] else "DISCONNECTED"),
+        ("uplink connects / disconnects", f"{uplink['connects']} / {uplink['disconnects']}"),
+        (
+            "batches sent / acknowledged",
+            f"{uplink['batches_sent']} / {uplink['batches_acknowledged']}",
+        ),
+        ("batches in flight", str(uplink["in_flight"])),
+        ("readings acknowledged (readings)", str(uplink["readings_acknowledged"])),
+        ("last PUBACK age (s)", _age_s(uplink["last_puback_at"], now)),
+        ("last uplink error", uplink["last_error"] or "—"),
+        ("buffer depth (readings)", str(buffer["depth"])),
+        ("buffer in flight (readings)", str(buffer["in_flight"])),
+        ("oldest buffered reading age (s)", "—" if oldest is None else f"{oldest:.0f}"),
+        ("buffer size (bytes)", str(buffer["bytes"])),
+        ("readings dropped (readings)", str(buffer["drops_total"])),
+    ):
+        summary.add_row(label, str(value))
+    buses = Table(
+        "bus",
+        "requests",
+        "answers",
+        "timeouts",
+        "garbled",
+        "exceptions",
+        "skipped (breaker open)",
+        "utilisation (%)",
+        title="buses",
+    )
+    for column in buses.columns[1:]:
+        column.justify = "right"
+    for bus in snapshot["buses"]:
+        buses.add_row(
+            bus["name"],
+            *(
+                str(bus[key])
+                for key in (
+                    "requests",
+                    "answers",
+                    "timeouts",
+                    "garbled",
+                    "exceptions",
+                    "skipped_breaker_open",
+                )
+            ),
+            f"{100 * bus['utilisation']:.1f}",
+        )
+    meters = Table(
+        "meter", "bus", "state", "reads ok", "reads failed", "last read age (s)", title="meters"
+    )
+    for column in meters.columns[3:]:
+        column.justify = "right"
+    for meter in snapshot["meters"]:
+        meters.add_row(
+            meter["serial"],
+            meter["bus"],
+            meter["state"],
+            str(meter["reads_ok"]),
+            str(meter["reads_failed"]),
+            _age_s(meter["last_read_at"], now),
+        )
+    return [summary, buses, meters]
+
+
+@app.command()
+def status(
+    url: Annotated[
+        str, typer.Option(help="The agent's health endpoint (see docs/operations.md).")
+    ] = "http://127.0.0.1:9610",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Show the running agent's state: uplink, buffer, buses and meters.
+
+    Exits 0 when the agent runs with its uplink connected, 1 when it reports
+    not running or a disconnected uplink, 4 when its endpoint cannot be reached.
+    """
+    import time
+    import urllib.error
+    import urllib.request
+
+    endpoint = url.rstrip("/") + "/status"
+    if not endpoint.startswith(("http://", "https://")):
+        raise typer.BadParameter(
+            f"{url!r}: give a URL like http://127.0.0.1:9610", param_hint="--url"
+        )
+    try:
+        with urllib.request.urlopen(endpoint, timeout=5) as response:
+            snapshot = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        errors.print(f"error: {endpoint} answered {exc.code} {exc.reason}")
+        raise typer.Exit(EXIT_FAILED) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        errors.print(f"error: cannot reach the agent at {endpoint}: {reason} (is it running?)")
+        raise typer.Exit(EXIT_LINK) from None
+    except ValueError as exc:
+        errors.print(f"error: {endpoint} did not answer with status JSON: {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+    if not isinstance(snapshot, dict) or not isinstance(snapshot.get("uplink"), dict):
+        errors.print(f"error: {endpoint} did not answer with the agent's status JSON")
+        raise typer.Exit(EXIT_FAILED)
+    if as_json:
+        typer.echo(json.dumps(snapshot, indent=2))
+    else:
+        try:
+            tables = _status_tables(snapshot, time.time())
+        except (KeyError, TypeError, ValueError) as exc:
+            errors.print(f"error: {endpoint} answered an unexpected status shape ({exc!r})")
+            raise typer.Exit(EXIT_FAILED) from None
+        for table in tables:
+            console.print(table)
+    problems = []
+    if not snapshot.get("running"):
+        problems.append("the agent reports it is not running")
+    if not snapshot.get("uplink", {}).get("connected"):
+        last_error = snapshot.get("uplink", {}).get("last_error")
+        problems.append(
+            "the uplink is disconnected" + (f" (last error: {last_error})" if last_error else "")
+        )
+    if problems:
+        errors.print("; ".join(problems))
         raise typer.Exit(EXIT_FAILED)

@@ -221,3 +221,25 @@ def test_an_echo_is_counted_once_and_not_as_noise(line: tuple[LoopbackPipe, Loop
         assert bus.statistics.echoes == 1 and bus.statistics.noise_bytes == 0
     finally:
         meter.stop()
+
+
+def test_modbus_tcp_frames_requests_with_mbap_and_reads_answers(
+    line: tuple[LoopbackPipe, LoopbackPipe],
+) -> None:
+    from firmware_bridge.bus import ModbusTcpBus
+
+    def mbap_meter(request: bytes) -> bytes:
+        # Modbus Messaging on TCP/IP §3.1: transaction, protocol 0, length, unit, PDU.
+        assert request[2:4] == b"\x00\x00" and request[6] == 1 and request[7] == 4
+        pdu = bytes([4, 4]) + bytes.fromhex("43663333")
+        return request[:4] + (len(pdu) + 1).to_bytes(2, "big") + b"\x01" + pdu
+
+    master, device = line
+    bus, meter = ModbusTcpBus(master), ScriptedMeter(device, mbap_meter)
+    try:
+        answer = bus.transact(METER, REQUEST)
+        assert isinstance(answer, modbus.ReadRegistersResponse)
+        assert answer.payload == bytes.fromhex("43663333")
+        assert meter.requests[0][4:6] == (6).to_bytes(2, "big")  # unit + 5-byte PDU, no CRC
+    finally:
+        meter.stop()

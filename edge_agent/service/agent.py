@@ -1,0 +1,410 @@
+"""The gateway service: read the meters on schedule, buffer, publish, report.
+
+Threads (each blocking on its own I/O, so one slow part never stalls another):
+
+- one **bus worker** per configured bus: reads its meters when due (aligned
+  schedule, edge_agent.domain.schedule), one transaction at a time, and
+  appends the readings to the buffer — committed before anything else
+  happens to them;
+- the **pump**: moves leases from the buffer to the MQTT uplink and PUBACKs
+  back, applies the buffer's limits, and sends events;
+- paho-mqtt's network thread (inside MqttUplink).
+
+The main thread supervises: systemd notifications and watchdog, the health
+snapshot, commands, and a clean stop on SIGTERM/SIGINT.
+
+Events (JSON on `vs/v1/{gateway}/events`): `gateway_started`,
+`meter_comm_lost` (after 3 failed reads in a row) and `meter_comm_restored`,
+`buffer_overflow` (readings dropped by the buffer's policy, with counts).
+Commands (`cmd/{id}`, JSON `{"action": …}`), answered on `cmd_result/{id}`:
+`read_now` (all meters, or `"meters": [serials]`), `status` (the health
+snapshot), `restart` (exit with code 75 so systemd restarts the service).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import version as package_version
+from typing import Any, Protocol
+
+from edge_agent.adapters.modbus_reader import ModbusMeterReader
+from edge_agent.adapters.mqtt_uplink import MqttUplink, UplinkPump
+from edge_agent.adapters.sqlite_buffer import BufferFull, SqliteBuffer
+from edge_agent.config import AgentConfig, MeterConfig, SerialBusConfig, TcpBusConfig
+from edge_agent.domain.readings import Reading
+from edge_agent.domain.schedule import jitter_s, next_due_s
+from edge_agent.profiles import load_profile
+from firmware_bridge.bus import ModbusBus, ModbusTcpBus, PolledDevice
+from firmware_bridge.exceptions import LinkError
+from firmware_bridge.links import BytePipe, SerialLink, TcpLink
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EXIT_RESTART", "Agent"]
+
+EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts us again
+FAILURES_BEFORE_LOST = 3
+
+
+class MeterTask(Protocol):
+    serial: str
+
+    def read(self) -> tuple[list[Reading], str]:
+        """Readings, and "" or what failed."""
+        ...
+
+
+@dataclass
+class MeterHealth:
+    """What the health endpoint reports of one meter."""
+
+    serial: str
+    bus: str
+    interval_s: int
+    reads_ok: int = 0
+    reads_failed: int = 0
+    consecutive_failures: int = 0
+    last_read_at: float | None = None
+    last_error: str = ""
+    due_at: float = 0.0
+
+    @property
+    def state(self) -> str:
+        if self.consecutive_failures >= FAILURES_BEFORE_LOST:
+            return "lost"
+        return "failing" if self.consecutive_failures else "ok"
+
+
+class ModbusTask:
+    """One Modbus meter on a bus."""
+
+    def __init__(self, bus: ModbusBus, meter: MeterConfig) -> None:
+        profile = load_profile(meter.profile)
+        device = PolledDevice(
+            meter.serial,
+            meter.unit_id or 1,
+            timeout_s=meter.timeout_ms / 1000,
+            retries=meter.retries,
+        )
+        self.serial = meter.serial
+        self.reader = ModbusMeterReader(bus, device, profile)
+
+    def read(self) -> tuple[list[Reading], str]:
+        result = self.reader.read()
+        error = "; ".join(str(failure.error) for failure in result.failures)
+        return result.readings, error
+
+
+@dataclass
+class BusWorker:
+    """Reads the meters of one bus when they are due (a thread of its own)."""
+
+    name: str
+    link: BytePipe
+    bus: ModbusBus
+    tasks: dict[str, MeterTask]
+    health: dict[str, MeterHealth]
+    deliver: Callable[[list[Reading]], None]
+    on_state_change: Callable[[MeterHealth, str], None]
+    clock: Callable[[], float] = time.time
+    wake: threading.Event = field(default_factory=threading.Event)
+    urgent: set[str] = field(default_factory=set)
+
+    def run(self, stop: threading.Event) -> None:
+        for serial, meter in self.health.items():
+            meter.due_at = next_due_s(
+                self.clock(), meter.interval_s, jitter_s(serial, meter.interval_s)
+            )
+        while not stop.is_set():
+            due = self._due_meters()
+            for serial in due:
+                if stop.is_set():
+                    break
+                self._read(serial)
+            wait = min(m.due_at for m in self.health.values()) - self.clock()
+            self.wake.wait(max(0.0, min(wait, 1.0)))
+            self.wake.clear()
+
+    def _due_meters(self) -> list[str]:
+        now = self.clock()
+        due = sorted(
+            (m.due_at, s) for s, m in self.health.items() if m.due_at <= now or s in self.urgent
+        )
+        self.urgent.clear()
+        return [serial for _, serial in due]
+
+    def _read(self, serial: str) -> None:
+        meter = self.health[serial]
+        before = meter.state
+        try:
+            readings, error = self.tasks[serial].read()
+        except LinkError as exc:  # the port itself failed: counted, retried next time
+            readings, error = [], str(exc)
+        if readings:
+            self.deliver(readings)
+        if error and not readings:
+            meter.reads_failed += 1
+            meter.consecutive_failures += 1
+            meter.last_error = error
+        else:
+            meter.reads_ok += 1
+            meter.consecutive_failures = 0
+            meter.last_read_at = self.clock()
+        meter.due_at = next_due_s(
+            self.clock(), meter.interval_s, jitter_s(serial, meter.interval_s)
+        )
+        if (meter.state == "lost") != (before == "lost"):  # lost, or back from lost
+            self.on_state_change(meter, before)
+
+    def snapshot(self) -> dict[str, Any]:
+        stats = self.bus.statistics
+        return {
+            "name": self.name,
+            "requests": stats.requests,
+            "answers": stats.answers,
+            "timeouts": stats.timeouts,
+            "garbled": stats.garbled,
+            "exceptions": stats.exceptions,
+            "skipped_breaker_open": stats.skipped_breaker_open,
+            "noise_bytes": stats.noise_bytes,
+            "utilisation": stats.utilisation,
+        }
+
+
+class Agent:
+    """The whole gateway service, built from its configuration (see module doc)."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.version = package_version("voltstack")
+        self.started_at = time.time()
+        self.stop_event = threading.Event()
+        self.exit_code = 0
+        self._buffer_lock = threading.Lock()
+        self._events: deque[dict[str, Any]] = deque(maxlen=10_000)
+        config.buffer.path.parent.mkdir(parents=True, exist_ok=True)
+        self.buffer = SqliteBuffer(
+            config.buffer.path,
+            max_readings=config.buffer.max_readings,
+            max_age_days=config.buffer.max_age_days,
+            synchronous=config.buffer.synchronous,
+        )
+        self.uplink = MqttUplink(
+            config.uplink,
+            config.gateway.id,
+            version=self.version,
+            status=self._birth_fields,
+            on_command=self._on_command,
+        )
+        self.pump = UplinkPump(self.buffer, self.uplink)
+        self.workers = [
+            self._worker(bus)
+            for bus in config.buses
+            if isinstance(bus, SerialBusConfig | TcpBusConfig)
+        ]
+        self._threads: list[threading.Thread] = []
+        self._commands: deque[tuple[str, bytes]] = deque(maxlen=100)
+
+    # -- building ----------------------------------------------------------
+
+    def _worker(self, bus_config: SerialBusConfig | TcpBusConfig) -> BusWorker:
+        if isinstance(bus_config, SerialBusConfig):
+            link: BytePipe = SerialLink(
+                bus_config.port,
+                baudrate=bus_config.baudrate,
+                parity=bus_config.parity,
+                stopbits=bus_config.stopbits,
+            )
+            bus = ModbusBus(link)
+        else:
+            link = TcpLink(bus_config.host, bus_config.port)
+            bus = ModbusTcpBus(link)
+        tasks: dict[str, MeterTask] = {m.serial: ModbusTask(bus, m) for m in bus_config.meters}
+        health = {
+            m.serial: MeterHealth(m.serial, bus_config.name, m.interval_s)
+            for m in bus_config.meters
+        }
+        return BusWorker(
+            bus_config.name, link, bus, tasks, health, self._deliver, self._meter_changed
+        )
+
+    # -- what the workers call -----------------------------------------------
+
+    def _deliver(self, readings: list[Reading]) -> None:
+        try:
+            with self._buffer_lock:
+                self.buffer.append(readings)
+        except BufferFull as exc:
+            log.error("buffer full, %d readings not stored: %s", len(readings), exc)
+            self._event("buffer_full", readings_lost=len(readings), detail=str(exc))
+
+    def _meter_changed(self, meter: MeterHealth, before: str) -> None:
+        if meter.state == "lost":
+            log.warning(
+                "meter %s on %s: communication lost (%s)", meter.serial, meter.bus, meter.last_error
+            )
+            self._event(
+                "meter_comm_lost", meter=meter.serial, bus=meter.bus, error=meter.last_error
+            )
+        elif meter.state == "ok" and before == "lost":
+            log.info("meter %s on %s: communication restored", meter.serial, meter.bus)
+            self._event("meter_comm_restored", meter=meter.serial, bus=meter.bus)
+
+    def _event(self, kind: str, **fields: Any) -> None:
+        self._events.append({"event": kind, **fields})
+
+    # -- running -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._event("gateway_started", version=self.version)
+        self.uplink.start()
+        for worker in self.workers:
+            self._spawn(f"bus-{worker.name}", functools.partial(worker.run, self.stop_event))
+        self._spawn("pump", self._pump_loop)
+        log.info(
+            "agent %s started: %d buses, %d meters",
+            self.config.gateway.id,
+            len(self.workers),
+            sum(len(w.tasks) for w in self.workers),
+        )
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _pump_loop(self) -> None:
+        last_limits = 0.0
+        while not self.stop_event.is_set():
+            with self._buffer_lock:
+                self.pump.pump_once()
+                if time.monotonic() - last_limits > 10:
+                    last_limits = time.monotonic()
+                    report = self.buffer.enforce_limits()
+                    if report.total:
+                        log.warning(
+                            "buffer limits dropped %d readings (%d by age, %d by size)",
+                            report.total,
+                            report.by_age,
+                            report.by_size,
+                        )
+                        self._event(
+                            "buffer_overflow",
+                            dropped=report.total,
+                            by_age=report.by_age,
+                            by_size=report.by_size,
+                            by_meter=dict(report.per_meter),
+                        )
+            self._send_events()
+            self._run_commands()
+            self.stop_event.wait(0.02)
+
+    def _send_events(self) -> None:
+        while self._events and self.uplink.state.connected:
+            if not self.uplink.publish_event(self._events[0]):
+                return
+            self._events.popleft()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for worker in self.workers:
+            worker.wake.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self.uplink.stop()
+        for worker in self.workers:
+            with contextlib.suppress(LinkError):
+                worker.link.close()
+        self.buffer.close()
+
+    def run_until_stopped(self, heartbeat: Callable[[], None] = lambda: None) -> int:
+        """Block until stop() or a restart command; call `heartbeat` every second."""
+        while not self.stop_event.wait(1.0):
+            heartbeat()
+        return self.exit_code
+
+    # -- commands ------------------------------------------------------------
+
+    def _on_command(self, command_id: str, payload: bytes) -> None:
+        self._commands.append((command_id, payload))  # run in the pump thread
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            command_id, payload = self._commands.popleft()
+            try:
+                command = json.loads(payload)
+                result = self._command(command)
+            except (ValueError, TypeError, KeyError) as exc:
+                result = {"ok": False, "error": f"bad command: {exc}"}
+            self.uplink.publish_command_result(command_id, result)
+
+    def _command(self, command: dict[str, Any]) -> dict[str, Any]:
+        action = command["action"]
+        if action == "read_now":
+            wanted = set(command.get("meters") or [s for w in self.workers for s in w.tasks])
+            for worker in self.workers:
+                worker.urgent |= wanted & set(worker.tasks)
+                worker.wake.set()
+            return {"ok": True, "action": action, "meters": sorted(wanted)}
+        if action == "status":
+            return {"ok": True, "action": action, "status": self.snapshot()}
+        if action == "restart":
+            self.exit_code = EXIT_RESTART
+            self.stop_event.set()
+            return {"ok": True, "action": action}
+        return {"ok": False, "action": action, "error": f"unknown action {action!r}"}
+
+    # -- health ------------------------------------------------------------------
+
+    def _birth_fields(self) -> dict[str, Any]:
+        return {"buffer_depth": self.buffer.stats().depth}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the health endpoint reports (docs/operations.md)."""
+        state = self.uplink.state
+        stats = self.buffer.stats()
+        return {
+            "gateway": self.config.gateway.id,
+            "version": self.version,
+            "running": not self.stop_event.is_set(),
+            "uptime_s": time.time() - self.started_at,
+            "uplink": {
+                "connected": state.connected,
+                "connects": state.connects,
+                "disconnects": state.disconnects,
+                "batches_sent": state.batches_sent,
+                "batches_acknowledged": state.batches_acknowledged,
+                "readings_acknowledged": state.readings_acknowledged,
+                "last_puback_at": state.last_puback_at,
+                "last_error": state.last_error,
+                "in_flight": len(state.in_flight),
+            },
+            "buffer": {
+                "depth": stats.depth,
+                "oldest_age_s": stats.oldest_age_s,
+                "in_flight": stats.in_flight,
+                "bytes": stats.bytes_on_disk,
+                "drops_total": stats.drops_total,
+            },
+            "buses": [worker.snapshot() for worker in self.workers],
+            "meters": [
+                {
+                    "serial": m.serial,
+                    "bus": m.bus,
+                    "reads_ok": m.reads_ok,
+                    "reads_failed": m.reads_failed,
+                    "last_read_at": m.last_read_at,
+                    "state": m.state,
+                }
+                for worker in self.workers
+                for m in worker.health.values()
+            ],
+        }
