@@ -367,6 +367,37 @@ def run(
     raise typer.Exit(code)
 
 
+@app.command("uplink-test")
+def uplink_test(
+    config: Annotated[Path, typer.Option(help="The agent's YAML configuration.")] = Path(
+        "/etc/voltstack/agent.yaml"
+    ),
+    timeout_s: Annotated[
+        float, typer.Option(help="How long to wait for each step, seconds.")
+    ] = 10.0,
+) -> None:
+    """Connect to the broker with the configured TLS and credentials, publish
+    a test message under this gateway's prefix and receive it back."""
+    from edge_agent.config import load_config
+    from edge_agent.service.uplink_probe import probe_uplink
+
+    try:
+        loaded = load_config(config)
+    except ConfigFileError as exc:
+        errors.print(f"invalid configuration:\n{exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    result = probe_uplink(loaded.uplink, loaded.gateway.id, timeout_s=timeout_s)
+    table = Table(
+        "step", "result", title=f"uplink of {loaded.gateway.id} to {loaded.uplink.broker}"
+    )
+    for step, outcome in result.steps:
+        table.add_row(step, outcome)
+    console.print(table)
+    if not result.ok:
+        errors.print(f"uplink test failed: {result.error}")
+        raise typer.Exit(EXIT_LINK)
+
+
 @app.command("check-config")
 def check_config(
     config: Annotated[Path, typer.Argument(help="The agent's YAML configuration.")] = Path(
