@@ -75,23 +75,31 @@ def _fleet_table(fleet: object) -> Table:
 
 @app.command()
 def fleet(
-    fleet_file: Annotated[Path, typer.Argument(help="Fleet YAML: gateways × buses × meters.")],
+    fleet_file: Annotated[
+        Path | None,
+        typer.Argument(help="Fleet YAML: gateways × buses × meters (default: the demo fleet)."),
+    ] = None,
     state_dir: Annotated[
         Path, typer.Option(help="Where ports, agent configs and fleet.json go.")
     ] = Path("var/sim"),
     speed: Annotated[float | None, typer.Option(help="Simulated seconds per real second.")] = None,
     timing: Annotated[bool | None, typer.Option(help="Model line rate and turnaround.")] = None,
     duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="The broker the generated agent configs point at.")
+    ] = None,
 ) -> None:
     """Run a fleet until Ctrl-C; writes agent configs into STATE_DIR/agents."""
-    from simulators.fleet import Fleet, load_fleet
+    from simulators.fleet import DEMO_FLEET, Fleet, load_fleet
 
     try:
-        spec = load_fleet(fleet_file)
+        spec = load_fleet(fleet_file or DEMO_FLEET)
     except ConfigFileError as exc:
         errors.print(f"[red]invalid fleet file[/red]\n{exc}")
         raise typer.Exit(2) from None
-    overrides = {k: v for k, v in (("speed", speed), ("timing", timing)) if v is not None}
+    overrides = {
+        k: v for k, v in (("speed", speed), ("timing", timing), ("broker", broker)) if v is not None
+    }
     spec = spec.model_copy(update=overrides)
 
     async def run() -> None:

@@ -154,6 +154,9 @@ class FleetSpec(_Strict):
     gateways: list[GatewaySpec] = Field(min_length=1)
 
 
+DEMO_FLEET = Path(__file__).parent / "fleets" / "demo.yaml"
+
+
 def load_fleet(path: Path) -> FleetSpec:
     """Read and validate a fleet file (errors name file, key and line)."""
     return load_yaml_file(FleetSpec, path)
@@ -417,6 +420,8 @@ class Fleet:
         return {
             "gateway": {"id": gateway.id, "site": "simulated"},
             "uplink": {"broker": self.spec.broker, "username": gateway.id},
+            # Ephemeral: several simulated gateways' agents share one machine.
+            "health": {"port": 0},
             "buffer": {"path": str(self.state_dir / "agents" / f"{gateway.id}.buffer.sqlite")},
             "buses": buses,
         }

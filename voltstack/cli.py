@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,12 +45,17 @@ def demo(
         str | None,
         typer.Option(help="Stop after this long (e.g. 30s, 10m); default: run until Ctrl-C."),
     ] = None,
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its data (survives a restart).")
+    ] = Path("var"),
 ) -> None:
     """Run the main job on embedded defaults: nothing to install or configure."""
     from voltstack.demo import run_demo  # the broker stack loads only for the demo
 
     duration_s = parse_duration(duration) if duration is not None else None
-    run_demo(host=host, mqtt_port=mqtt_port, duration_s=duration_s, console=Console())
+    run_demo(
+        host=host, mqtt_port=mqtt_port, duration_s=duration_s, data_dir=data_dir, console=Console()
+    )
 
 
 @app.command()

@@ -1,9 +1,19 @@
 """`voltstack demo`: the main job on embedded defaults.
 
-Today it starts the embedded MQTT broker, proves it with a QoS 1 round trip
-through paho-mqtt (the client the agent and the cloud use), and reports which
-parts of the stack are present. The simulated fleet, the agents and the cloud
-join here as their issues land (docs/roadmap.md).
+Starts, on this machine and with nothing installed by hand:
+
+1. the embedded MQTT broker (amqtt, in this process);
+2. the simulated demo fleet (`voltstack-sim fleet`): a gateway with 16
+   Modbus meters of three models on a 9600-baud virtual RS-485 bus and two
+   Modbus TCP meters; it writes one agent configuration per gateway;
+3. one gateway agent per configuration (`voltstack-agent run`): reading the
+   meters, buffering, publishing uplink batches to the broker;
+
+and shows, live, what reaches the broker. Everything stops cleanly on
+Ctrl-C (or after --duration). Its data lives in one folder (./var by
+default) and survives a restart: the fleet keeps its epoch, the agents their
+buffers. The cloud side (ingestion, stores, console) joins here as it lands
+(docs/roadmap.md).
 """
 
 from __future__ import annotations
@@ -11,18 +21,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 import fastcodec
+from fastcodec import uplink
 from voltstack import __version__
 from voltstack.broker import embedded_broker, free_port, port_is_free
+
+BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -30,79 +49,189 @@ class DemoOptions:
     host: str
     mqtt_port: int
     duration_s: float | None
+    data_dir: Path
 
 
-def mqtt_round_trip_ms(host: str, port: int, timeout_s: float = 5.0) -> float:
-    """Publish a retained QoS 1 message and read it back; return the milliseconds.
+@dataclass
+class GatewayView:
+    """What the demo has seen of one gateway on the broker."""
 
-    Raises:
-        RuntimeError: the broker did not answer within `timeout_s`.
-    """
-    topic = "vs/v1/_demo/status"
-    payload = uuid.uuid4().hex.encode()
-    received = threading.Event()
-
-    def on_message(_client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage) -> None:
-        if message.payload == payload:
-            received.set()
-
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"demo-check-{payload.decode()[:8]}"
-    )
-    client.on_message = on_message
-    client.connect(host, port)
-    client.loop_start()
-    try:
-        started = time.perf_counter()
-        # Retained, so the order of subscribe and publish does not matter.
-        client.subscribe(topic, qos=1)
-        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(timeout_s)
-        if not received.wait(timeout_s):
-            raise RuntimeError(f"no answer from the MQTT broker at {host}:{port} in {timeout_s} s")
-        return (time.perf_counter() - started) * 1000
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    meters: set[str] = field(default_factory=set)
+    readings: int = 0
+    batches: int = 0
+    online: bool | None = None
+    last_batch_at: float | None = None
 
 
-def _summary(broker_url: str, round_trip_ms: float) -> Table:
-    table = Table(title=f"voltstack {__version__} demo", show_header=True)
-    table.add_column("part")
-    table.add_column("state")
-    table.add_row(
-        "MQTT broker (amqtt, embedded)", f"{broker_url}  round trip {round_trip_ms:.1f} ms"
-    )
-    table.add_row("fastcodec", f"{fastcodec.IMPLEMENTATION} codecs")
-    for part in ("simulated fleet", "gateway agents", "cloud ingestion + console"):
-        table.add_row(part, "[dim]not yet part of the demo (docs/roadmap.md)[/dim]")
-    return table
+class BrokerWatch:
+    """Counts what the gateways publish (the demo's window on the stack)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.gateways: dict[str, GatewayView] = defaultdict(GatewayView)
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"demo-{uuid.uuid4().hex[:8]}"
+        )
+        self.client.on_connect = lambda c, *_: c.subscribe("vs/v1/#", qos=1)
+        self.client.on_message = self._on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def _on_message(
+        self, _client: mqtt.Client, _userdata: object, message: mqtt.MQTTMessage
+    ) -> None:
+        parts = message.topic.split("/")
+        if len(parts) < 4:
+            return
+        gateway, kind = parts[2], parts[3]
+        with self._lock:
+            view = self.gateways[gateway]
+            if kind == "readings":
+                with contextlib.suppress(fastcodec.CodecError):
+                    batch = uplink.decode_batch(message.payload)
+                    view.batches += 1
+                    view.readings += len(batch)
+                    view.meters.update(batch.meters)
+                    view.last_batch_at = time.time()
+            elif kind == "status":
+                view.online = b'"online": true' in message.payload
+
+    def table(self) -> Table:
+        table = Table(
+            "gateway",
+            "state",
+            "meters reporting",
+            "readings",
+            "batches",
+            "last batch (s ago)",
+            title="what reaches the broker",
+        )
+        with self._lock:
+            for gateway, view in sorted(self.gateways.items()):
+                state = {True: "[green]online[/green]", False: "[red]offline[/red]"}.get(
+                    view.online, "?"
+                )
+                age = f"{time.time() - view.last_batch_at:.0f}" if view.last_batch_at else "—"
+                table.add_row(
+                    gateway,
+                    state,
+                    str(len(view.meters)),
+                    str(view.readings),
+                    str(view.batches),
+                    age,
+                )
+        return table
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_for_configs(sim_dir: Path, fleet: subprocess.Popen[bytes], since: float) -> list[Path]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if fleet.poll() is not None:
+            raise RuntimeError(f"the simulated fleet stopped (see {sim_dir.parent / 'logs'})")
+        manifest = sim_dir / "fleet.json"
+        if manifest.is_file() and manifest.stat().st_mtime >= since:
+            return sorted((sim_dir / "agents").glob("*.yaml"))
+        time.sleep(0.2)
+    raise RuntimeError("the simulated fleet did not start within 60 s")
 
 
 async def _run(options: DemoOptions, console: Console) -> None:
+    data, logs = options.data_dir, options.data_dir / "logs"
     async with embedded_broker(options.host, options.mqtt_port) as broker_url:
-        with console.status("checking the broker with an MQTT round trip"):
-            round_trip_ms = await asyncio.to_thread(
-                mqtt_round_trip_ms, options.host, options.mqtt_port
-            )
-        console.print(_summary(broker_url, round_trip_ms))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         console.print(
-            "running; press Ctrl-C to stop"
-            if options.duration_s is None
-            else f"running for {options.duration_s:g} s"
+            f"voltstack {__version__} demo — broker {broker_url}, fastcodec "
+            f"{fastcodec.IMPLEMENTATION}, data in {data}"
         )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), options.duration_s)
-        console.print("stopping")
+        processes: list[subprocess.Popen[bytes]] = []
+        watch = None
+        try:
+            with console.status("starting the simulated fleet"):
+                started = time.time() - 1
+                fleet = _spawn(
+                    [
+                        str(BIN / "voltstack-sim"),
+                        "fleet",
+                        "--state-dir",
+                        str(data / "sim"),
+                        "--broker",
+                        broker_url,
+                    ],
+                    logs / "fleet.log",
+                )
+                processes.append(fleet)
+                configs = await asyncio.to_thread(_wait_for_configs, data / "sim", fleet, started)
+            with console.status(f"starting {len(configs)} gateway agents"):
+                for config in configs:
+                    processes.append(
+                        _spawn(
+                            [str(BIN / "voltstack-agent"), "run", "--config", str(config)],
+                            logs / f"agent-{config.stem}.log",
+                        )
+                    )
+                watch = await asyncio.to_thread(BrokerWatch, options.host, options.mqtt_port)
+            console.print(
+                f"logs in {logs}; press Ctrl-C to stop"
+                if options.duration_s is None
+                else f"running for {options.duration_s:g} s"
+            )
+            await _watch(watch, options, console)
+        finally:
+            if watch is not None:
+                console.print(watch.table())
+                watch.close()
+            console.print("stopping")
+            await asyncio.to_thread(_stop, processes[::-1])
 
 
-def run_demo(*, host: str, mqtt_port: int, duration_s: float | None, console: Console) -> None:
+async def _watch(watch: BrokerWatch, options: DemoOptions, console: Console) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    deadline = None if options.duration_s is None else loop.time() + options.duration_s
+    with Live(watch.table(), console=console, refresh_per_second=1, transient=True) as live:
+        while not stop.is_set():
+            if deadline is not None and loop.time() >= deadline:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            live.update(watch.table())
+
+
+def run_demo(
+    *, host: str, mqtt_port: int, duration_s: float | None, data_dir: Path, console: Console
+) -> None:
     """Run the demo until Ctrl-C or for `duration_s` seconds."""
     if not port_is_free(host, mqtt_port):
         fallback = free_port(host)
         console.print(f"port {mqtt_port} is taken on {host}; the broker uses {fallback} instead")
         mqtt_port = fallback
-    asyncio.run(_run(DemoOptions(host, mqtt_port, duration_s), console))
+    asyncio.run(_run(DemoOptions(host, mqtt_port, duration_s, data_dir.resolve()), console))

@@ -189,7 +189,10 @@ class MqttUplink:
     ) -> None:
         if self.state.connected:
             self.state.disconnects += 1
-            log.warning("disconnected from the broker: %s", reason)
+            if self._stop.is_set():
+                log.info("disconnected from the broker on stop")
+            else:
+                log.warning("disconnected from the broker: %s", reason)
         self.state.connected = False
 
     def birth_message(self) -> dict[str, Any]:

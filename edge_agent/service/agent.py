@@ -119,10 +119,10 @@ class BusWorker:
     urgent: set[str] = field(default_factory=set)
 
     def run(self, stop: threading.Event) -> None:
-        for serial, meter in self.health.items():
-            meter.due_at = next_due_s(
-                self.clock(), meter.interval_s, jitter_s(serial, meter.interval_s)
-            )
+        # A first read right away (a technician sees data at once after a
+        # boot), then on the aligned schedule.
+        for meter in self.health.values():
+            meter.due_at = self.clock()
         while not stop.is_set():
             due = self._due_meters()
             for serial in due:

@@ -1,8 +1,11 @@
-"""`voltstack demo` starts its embedded broker, proves it, and stops cleanly."""
+"""`voltstack demo`: broker, simulated fleet and agents on one machine, stopped cleanly."""
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,59 +15,92 @@ import pytest
 
 from tests.servers import free_port, port_accepts
 
+pytestmark = pytest.mark.integration
+
 VOLTSTACK = Path(sys.executable).parent / "voltstack"
+WIDE = {**os.environ, "COLUMNS": "200"}  # Rich tables unabridged in the captured output
 
 
-def test_demo_runs_for_a_duration_and_exits_zero() -> None:
+def gateway_row(output: str) -> tuple[int, int]:
+    """(meters reporting, readings) of the demo gateway in the final table."""
+    row = next(line for line in output.splitlines() if "gw-substation-01" in line)
+    cells = [cell.strip() for cell in re.split(r"[│|]", row) if cell.strip()]
+    return int(cells[2]), int(cells[3])
+
+
+def test_demo_reads_every_simulated_meter_and_exits_zero(tmp_path: Path) -> None:
     port = free_port()
     result = subprocess.run(
-        [VOLTSTACK, "demo", "--mqtt-port", str(port), "--duration", "1s"],
+        [
+            VOLTSTACK,
+            "demo",
+            "--mqtt-port",
+            str(port),
+            "--duration",
+            "20s",
+            "--data-dir",
+            str(tmp_path / "var"),
+        ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
+        env=WIDE,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"mqtt://127.0.0.1:{port}" in result.stdout
-    assert "round trip" in result.stdout
+    meters, readings = gateway_row(result.stdout)
+    assert meters == 18 and readings > 18  # 16 on the bus, 2 on TCP: every one reports
     assert not port_accepts(port), "the broker still listens after the demo ended"
+    assert (tmp_path / "var" / "sim" / "fleet.json").is_file()  # its data stays for a restart
 
 
-def test_demo_stops_cleanly_on_ctrl_c() -> None:
+def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     demo = subprocess.Popen(
-        [VOLTSTACK, "demo", "--mqtt-port", str(port)],
+        [VOLTSTACK, "demo", "--mqtt-port", str(port), "--data-dir", str(tmp_path / "var")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=WIDE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not port_accepts(port):
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "var" / "logs" / "agent-gw-substation-01.log").exists():
             assert demo.poll() is None, demo.stdout.read() if demo.stdout else ""
-            assert time.monotonic() < deadline, "the demo's broker did not come up"
-            time.sleep(0.1)
-        time.sleep(0.5)  # let it finish its round trip
+            assert time.monotonic() < deadline, "the demo's agent did not start"
+            time.sleep(0.2)
+        time.sleep(2)
         demo.send_signal(signal.SIGINT)
-        output, _ = demo.communicate(timeout=30)
+        output, _ = demo.communicate(timeout=60)
     finally:
         if demo.poll() is None:
             demo.kill()
     assert demo.returncode == 0, output
     assert "stopping" in output
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True)
+    assert leftovers.stdout == "", "simulators or agents outlived the demo"
 
 
-def test_demo_moves_to_a_free_port_when_its_port_is_taken() -> None:
-    import socket
-
+def test_demo_moves_to_a_free_port_when_its_port_is_taken(tmp_path: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
         result = subprocess.run(
-            [VOLTSTACK, "demo", "--mqtt-port", str(taken), "--duration", "0.5s"],
+            [
+                VOLTSTACK,
+                "demo",
+                "--mqtt-port",
+                str(taken),
+                "--duration",
+                "3s",
+                "--data-dir",
+                str(tmp_path / "var"),
+            ],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=120,
+            env=WIDE,
         )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"port {taken} is taken" in result.stdout
