@@ -432,7 +432,7 @@ cdef object _type_description(
         raise FrameError("type description expected, input ends", offset)
     tag = buf[offset]
     if tag == 1:
-        if 2 > end - offset + 1:
+        if end - (offset + 1) < 2:  # the 2-octet count must be in the input
             _short(end, offset + 1, 2, "array type description")
         count = _be16(buf + offset + 1)
         element = _type_description(buf, offset + 3, end, depth + 1, &element_size, after)

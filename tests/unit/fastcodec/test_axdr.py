@@ -549,3 +549,14 @@ def test_kamstrup_values(axdr: ModuleType) -> None:
     assert items[4] == "6861111BN242101040"
     values = dict(zip(items[5::2], items[6::2], strict=False))
     assert values[bytes.fromhex("0101010700ff")] == 1896  # active power import, W
+
+
+@pytest.mark.parametrize("data", ["1301", "130100"])
+def test_truncated_compact_array_count_is_refused_where_it_starts(
+    axdr: ModuleType, data: str
+) -> None:
+    # Found by the twins property test: the compiled twin read the 2-octet
+    # count past the end of the input before this was fixed.
+    with pytest.raises(FrameError) as refused:
+        axdr.decode(bytes.fromhex(data))
+    assert refused.value.offset == 2
