@@ -88,3 +88,114 @@ def db_downgrade(
         typer.echo(f"database at revision {current_revision(url) or 'none'}")
     except CloudError as error:
         _fail(error)
+
+
+# --- ingest: the ingestion worker ----------------------------------------------
+
+
+@app.command()
+def ingest(
+    broker: Annotated[
+        str, typer.Option(help="The MQTT broker: mqtt://host:1883 or mqtts://host:8883.")
+    ],
+    store: Annotated[
+        str,
+        typer.Option(
+            help="Time-series store: sqlite:///path/to/file.sqlite or http(s)://influx-host:8086."
+        ),
+    ],
+    database: Annotated[str | None, typer.Option(help=URL_HELP, show_default=False)] = None,
+    username: Annotated[str | None, typer.Option(help="Broker username.")] = None,
+    password_file: Annotated[
+        str | None, typer.Option(help="File holding the broker password.")
+    ] = None,
+    influx_db: Annotated[str, typer.Option(help="InfluxDB database.")] = "voltstack",
+    influx_username: Annotated[str | None, typer.Option(help="InfluxDB 1.x user.")] = None,
+    influx_password_file: Annotated[
+        str | None, typer.Option(help="File holding the InfluxDB 1.x password.")
+    ] = None,
+    share_group: Annotated[
+        str, typer.Option(help="MQTT 5 shared subscription group; '' subscribes plainly.")
+    ] = "ingest",
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Stable per worker: the broker keeps its session under it.", show_default=False
+        ),
+    ] = None,
+    mqtt_version: Annotated[int, typer.Option(help="5, or 311 for an MQTT 3.1.1 broker.")] = 5,
+    ca_file: Annotated[str | None, typer.Option(help="CA to verify an mqtts:// broker.")] = None,
+    metrics_port: Annotated[
+        int, typer.Option(help="/metrics and /ready on 127.0.0.1 (-1: off, 0: any port).")
+    ] = 9620,
+) -> None:
+    """Run an ingestion worker until SIGTERM/SIGINT (docs/ingestion.md)."""
+    import logging
+    import signal
+    import socket
+    import threading
+    from pathlib import Path
+    from urllib.parse import urlsplit
+
+    from cloud.core.db import make_engine, session_factory
+    from cloud.core.exceptions import CloudError
+    from cloud.ingestion.worker import IngestionWorker, WorkerConfig
+    from cloud.timeseries import InfluxStore, SqliteStore
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    def secret(path: str | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_text().strip()
+        except OSError as error:
+            _fail(error)
+
+    url = urlsplit(broker)
+    if url.scheme not in {"mqtt", "mqtts"} or not url.hostname:
+        _fail(ValueError(f"--broker: mqtt://host:port or mqtts://host:port expected, got {broker}"))
+    if mqtt_version not in (5, 311):
+        _fail(ValueError("--mqtt-version: 5 or 311"))
+    try:
+        if store.startswith("sqlite:///"):
+            series = SqliteStore(store.removeprefix("sqlite:///"))
+        elif store.startswith(("http://", "https://")):
+            series = InfluxStore(
+                store,
+                influx_db,
+                username=influx_username,
+                password=secret(influx_password_file),
+            )
+        else:
+            _fail(ValueError(f"--store: sqlite:///path or http(s)://host:port, got {store}"))
+        engine = make_engine(database)
+    except CloudError as error:
+        _fail(error)
+    config = WorkerConfig(
+        host=url.hostname,
+        port=url.port or (8883 if url.scheme == "mqtts" else 1883),
+        username=username,
+        password=secret(password_file),
+        client_id=client_id or f"voltstack-ingest-{socket.gethostname()}",
+        share_group=share_group or None,
+        mqtt_version=mqtt_version,
+        tls=url.scheme == "mqtts",
+        ca_file=ca_file,
+        metrics_port=None if metrics_port < 0 else metrics_port,
+    )
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    worker = IngestionWorker(config, store=series, sessions=session_factory(engine))
+    worker.start()
+    if worker.metrics_address:
+        typer.echo("metrics on http://{}:{}/metrics".format(*worker.metrics_address))
+    try:
+        done.wait()
+    finally:
+        worker.stop()
+        series.close()
+        engine.dispose()
