@@ -19,6 +19,7 @@ import select
 import socket
 import termios
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import serial
@@ -26,7 +27,7 @@ import serial.rs485
 
 from firmware_bridge.exceptions import LinkClosed, LinkOpenError
 
-__all__ = ["BytePipe", "SerialLink", "TcpLink", "character_time_s"]
+__all__ = ["BytePipe", "ReconnectingLink", "SerialLink", "TcpLink", "character_time_s"]
 
 
 def character_time_s(
@@ -246,3 +247,83 @@ def sleep_until(deadline: float) -> None:
     remaining = deadline - time.monotonic()
     if remaining > 0:
         time.sleep(remaining)
+
+
+class ReconnectingLink:
+    """A link that opens when first used and reopens after it was lost.
+
+    A gateway must not stop because a TCP meter was down at boot, nor stay
+    deaf after a Modbus TCP gateway closed an idle connection or a USB adapter
+    was replugged: each operation opens the link if needed (at most once per
+    back-off period, 1 s doubling to 60 s) and a lost link is closed and
+    reopened on the next use. Callers see `LinkOpenError`/`LinkClosed` for
+    the operations that could not be done, as with any link.
+
+    Args:
+        open_link: makes the real link (SerialLink, TcpLink, …).
+        character_time_s: the line's character time, known before it opens.
+        name: for messages.
+    """
+
+    def __init__(
+        self, open_link: Callable[[], BytePipe], *, character_time_s: float, name: str
+    ) -> None:
+        self._open_link, self.name = open_link, name
+        self.character_time_s = character_time_s
+        self._link: BytePipe | None = None
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
+        self.reopens = 0
+
+    def _current(self) -> BytePipe:
+        if self._link is not None:
+            return self._link
+        now = time.monotonic()
+        if now < self._retry_at:
+            raise LinkOpenError(
+                f"{self.name}: not reopened yet (retry in {self._retry_at - now:.0f} s)"
+            )
+        try:
+            self._link = self._open_link()
+        except LinkOpenError:
+            self._backoff_s = min(max(1.0, self._backoff_s * 2), 60.0)
+            self._retry_at = now + self._backoff_s
+            raise
+        self._backoff_s = 0.0
+        self.reopens += 1
+        return self._link
+
+    def _lost(self) -> None:
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._current().write(data)
+        except LinkClosed:
+            self._lost()
+            raise
+
+    def read(self, max_bytes: int, timeout_s: float) -> bytes:
+        try:
+            return self._current().read(max_bytes, timeout_s)
+        except LinkClosed:
+            self._lost()
+            raise
+
+    def discard_input(self) -> int:
+        try:
+            return self._current().discard_input()
+        except LinkClosed:
+            self._lost()
+            raise
+
+    def set_format(
+        self, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
+    ) -> None:
+        self._current().set_format(baudrate, bytesize, parity, stopbits)
+        self.character_time_s = character_time_s(baudrate, bytesize, parity, stopbits)
+
+    def close(self) -> None:
+        self._lost()

@@ -34,6 +34,8 @@ check_test() {
     need_command postgresql '/usr/lib/postgresql/*/bin/pg_ctl'
     need_command socat /usr/bin/socat
     need_command mbpoll /usr/bin/mbpoll
+    need_command openssl /usr/bin/openssl  # test certificates for TLS
+    need_command procps /usr/bin/pgrep
 }
 
 for group in "$@"; do

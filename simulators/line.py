@@ -290,6 +290,11 @@ class VirtualSerialLine:
             batches.setdefault(delivery.fd, bytearray()).extend(delivery.data)
         for fd, data in batches.items():
             try:
-                os.write(fd, data)
+                written = os.write(fd, data)
+            except BlockingIOError:
+                written = 0  # the pty's buffer is full: try again on the next pass
             except OSError as exc:  # nobody listening: the bytes fall off the line
                 log.debug("line write dropped %d bytes: %s", len(data), exc)
+                continue
+            if written < len(data):
+                self._schedule(now + 0.001, fd, bytes(data[written:]))

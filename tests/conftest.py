@@ -15,6 +15,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Real-world frames and telegrams, beside the project (see its README.md).
 VECTORS = PROJECT_ROOT.parent / "shared" / "vectors"
 NO_EXTENSIONS = bool(os.environ.get("FASTCODEC_NO_EXTENSIONS"))
+if not VECTORS.is_dir():
+    pytest.exit(f"{VECTORS} is missing: the tests need shared/vectors beside the project", 4)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -234,4 +234,8 @@ def run_demo(
         fallback = free_port(host)
         console.print(f"port {mqtt_port} is taken on {host}; the broker uses {fallback} instead")
         mqtt_port = fallback
-    asyncio.run(_run(DemoOptions(host, mqtt_port, duration_s, data_dir.resolve()), console))
+    try:
+        asyncio.run(_run(DemoOptions(host, mqtt_port, duration_s, data_dir.resolve()), console))
+    except RuntimeError as exc:  # a part did not start: say which, no traceback
+        console.print(f"[red]the demo could not start: {exc}[/red]")
+        raise SystemExit(1) from None

@@ -43,7 +43,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.core.db import unit_of_work, utc_now
@@ -79,7 +79,14 @@ __all__ = ["IngestionWorker", "WorkerConfig", "WorkerMetrics"]
 logger = logging.getLogger(__name__)
 
 # Failures that another attempt may cure: the message is kept and retried.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailable, DatabaseError, DBAPIError)
+# A database that is down or unreachable is transient; an integrity or data
+# error is not (retrying would block the stream behind a message forever).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    StoreUnavailable,
+    DatabaseError,
+    OperationalError,
+    InterfaceError,
+)
 # Extra reason codes of the worker (DeadLetterReason has the validation ones).
 STORE_REJECTED = "store_rejected"
 INTERNAL_ERROR = "internal_error"
@@ -238,6 +245,7 @@ class IngestionWorker:
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=max(64, 2 * config.max_in_flight))
         self._stopping = threading.Event()
         self._processor: threading.Thread | None = None
+        self.subscribed = threading.Event()  # the broker acknowledged our subscriptions
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self._client = self._make_client()
@@ -269,6 +277,7 @@ class IngestionWorker:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _on_connect(
@@ -288,6 +297,9 @@ class IngestionWorker:
             flags.session_present,
         )
         client.subscribe([(topic, 1) for topic in self.config.topics()])
+
+    def _on_subscribe(self, *_args: Any) -> None:
+        self.subscribed.set()
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -359,8 +371,16 @@ class IngestionWorker:
             self._http = None
 
     def ready(self) -> bool:
-        """Connected to the broker, the last attempt at the store succeeded and it pings."""
-        return self.connected and not self._failing and self.store.ping()
+        """Subscribed at the broker, processing, the last attempt at the store
+        succeeded and it pings."""
+        processing = self._processor is not None and self._processor.is_alive()
+        return (
+            self.connected
+            and self.subscribed.is_set()
+            and processing
+            and not self._failing
+            and self.store.ping()
+        )
 
     @property
     def metrics_address(self) -> tuple[str, int] | None:
@@ -375,32 +395,38 @@ class IngestionWorker:
     def _process_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                item = self._queue.get(timeout=0.1)
-            except queue.Empty:
+                self._process_next()
+            except Exception:  # never let the processing thread die silently
+                logger.exception("ingestion processing failed; continuing")
+                self._stopping.wait(1.0)
+
+    def _process_next(self) -> None:
+        """One message: handled and acknowledged, retried while the store is down."""
+        try:
+            item = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return
+        delay = self.config.retry_initial_s
+        while not self._stopping.is_set() and item.generation == self._generation:
+            try:
+                self.handle(item.topic, item.payload, received_at=item.received_at)
+            except TRANSIENT_ERRORS as error:
+                self._failing = True
+                self.metrics.add("store_errors")
+                logger.warning("cannot store %s now, retry in %.1f s: %s", item.topic, delay, error)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, self.config.retry_max_s)
                 continue
-            delay = self.config.retry_initial_s
-            while not self._stopping.is_set() and item.generation == self._generation:
-                try:
-                    self.handle(item.topic, item.payload, received_at=item.received_at)
-                except TRANSIENT_ERRORS as error:
-                    self._failing = True
-                    self.metrics.add("store_errors")
-                    logger.warning(
-                        "cannot store %s now, retry in %.1f s: %s", item.topic, delay, error
-                    )
-                    self._stopping.wait(delay)
-                    delay = min(delay * 2, self.config.retry_max_s)
-                    continue
-                self._failing = False
-                self._ack(item)
-                break
+            self._failing = False
+            self._ack(item)
+            return
 
     def handle(self, topic: str, payload: bytes, *, received_at: datetime | None = None) -> None:
         """Process one message to the end (stored, dead-lettered, or ignored).
 
         Raises:
-            StoreUnavailable, DatabaseError, sqlalchemy.exc.DBAPIError: try
-                again later; nothing was acknowledged.
+            StoreUnavailable, DatabaseError, sqlalchemy OperationalError or
+                InterfaceError: try again later; nothing was acknowledged.
         """
         received_at = received_at or self.clock()
         parsed = parse_topic(topic)

@@ -107,6 +107,7 @@ class MqttUplink:
         self._lock = threading.Lock()
         self._client = self._make_client()
         self._thread = threading.Thread(target=self._supervise, name="mqtt-uplink", daemon=True)
+        self._started = False
 
     # -- connection -----------------------------------------------------------
 
@@ -136,6 +137,7 @@ class MqttUplink:
         return client
 
     def start(self) -> None:
+        self._started = True
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -147,7 +149,8 @@ class MqttUplink:
             )
             info.wait_for_publish(timeout_s)
         self._client.disconnect()
-        self._thread.join(timeout_s)
+        if self._started:
+            self._thread.join(timeout_s)
 
     def _supervise(self) -> None:
         url = urlsplit(self.config.broker)
@@ -155,6 +158,10 @@ class MqttUplink:
         port = url.port or (8883 if self.config.tls else 1883)
         delay_s = 1.0
         while not self._stop.is_set():
+            # A fresh client per connection: paho would otherwise resend the
+            # batches it had in flight, and the pump sends them again from the
+            # buffer (released on the reconnect): one copy, not two.
+            self._client = self._make_client()
             try:
                 self._client.connect(host, port, keepalive=self.config.keepalive_s)
                 connected_at = time.monotonic()
@@ -164,6 +171,10 @@ class MqttUplink:
             except (OSError, ssl.SSLError, mqtt.WebsocketConnectionError, ValueError) as exc:
                 self.state.last_error = f"cannot connect to {host}:{port}: {exc}"
                 log.warning("%s", self.state.last_error)
+            except Exception as exc:  # a callback's bug must not end the uplink
+                self.state.last_error = f"uplink error: {exc}"
+                log.exception("uplink connection failed")
+            self.state.connected = False
             if self._stop.is_set():
                 break
             # Full jitter: anywhere in [0, delay], the delay doubling to 60 s.
@@ -269,7 +280,7 @@ def encode_lease(gateway_id: str, lease: Lease) -> bytes:
 
 class UplinkPump:
     """Moves leases from the buffer to the uplink, and PUBACKs back (one thread,
-    the buffer's owner: SQLite connections stay in the thread that opened them).
+    so leases go out in order; the buffer itself is thread-safe).
 
     Args:
         buffer: the store-and-forward buffer.
@@ -281,17 +292,19 @@ class UplinkPump:
         self, buffer: ReadingBuffer, uplink: MqttUplink, *, batch_readings: int = 1000
     ) -> None:
         self.buffer, self.uplink, self.batch_readings = buffer, uplink, batch_readings
-        self._was_connected = False
+        self._connection = 0  # UplinkState.connects when we last looked
 
     def pump_once(self) -> int:
         """One step: apply PUBACKs, release what a lost connection left in
         flight, send while the in-flight bound allows. Returns batches sent."""
         self._apply_acknowledgements()
-        if self._was_connected and not self.uplink.state.connected:
-            # Everything unconfirmed goes back, in order, to be sent again.
+        state = self.uplink.state
+        if state.connects != self._connection or not state.connected:
+            # A lost connection (or a new one since the last pass): everything
+            # unconfirmed goes back to the buffer, in order, to be sent again.
             for lease_id in self.uplink.drop_in_flight():
                 self.buffer.release(lease_id)
-        self._was_connected = self.uplink.state.connected
+            self._connection = state.connects
         sent = 0
         while (
             self.uplink.state.connected

@@ -37,14 +37,20 @@ from typing import Any, Protocol
 
 from edge_agent.adapters.modbus_reader import ModbusMeterReader
 from edge_agent.adapters.mqtt_uplink import MqttUplink, UplinkPump
-from edge_agent.adapters.sqlite_buffer import BufferFull, SqliteBuffer
+from edge_agent.adapters.sqlite_buffer import BufferStoreError, SqliteBuffer
 from edge_agent.config import AgentConfig, MeterConfig, SerialBusConfig, TcpBusConfig
 from edge_agent.domain.readings import Reading
 from edge_agent.domain.schedule import jitter_s, next_due_s
 from edge_agent.profiles import load_profile
 from firmware_bridge.bus import ModbusBus, ModbusTcpBus, PolledDevice
 from firmware_bridge.exceptions import LinkError
-from firmware_bridge.links import BytePipe, SerialLink, TcpLink
+from firmware_bridge.links import (
+    BytePipe,
+    ReconnectingLink,
+    SerialLink,
+    TcpLink,
+    character_time_s,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +123,13 @@ class BusWorker:
     clock: Callable[[], float] = time.time
     wake: threading.Event = field(default_factory=threading.Event)
     urgent: set[str] = field(default_factory=set)
+    urgent_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def read_soon(self, serials: set[str]) -> None:
+        """Read these meters now (a read_now command), whatever their schedule."""
+        with self.urgent_lock:
+            self.urgent |= serials & set(self.tasks)
+        self.wake.set()
 
     def run(self, stop: threading.Event) -> None:
         # A first read right away (a technician sees data at once after a
@@ -135,10 +148,11 @@ class BusWorker:
 
     def _due_meters(self) -> list[str]:
         now = self.clock()
+        with self.urgent_lock:
+            urgent, self.urgent = self.urgent, set()
         due = sorted(
-            (m.due_at, s) for s, m in self.health.items() if m.due_at <= now or s in self.urgent
+            (m.due_at, s) for s, m in self.health.items() if m.due_at <= now or s in urgent
         )
-        self.urgent.clear()
         return [serial for _, serial in due]
 
     def _read(self, serial: str) -> None:
@@ -148,6 +162,9 @@ class BusWorker:
             readings, error = self.tasks[serial].read()
         except LinkError as exc:  # the port itself failed: counted, retried next time
             readings, error = [], str(exc)
+        except Exception as exc:  # a reader bug must not end the bus thread
+            log.exception("reading meter %s failed", serial)
+            readings, error = [], f"internal error: {exc}"
         if readings:
             self.deliver(readings)
         if error and not readings:
@@ -216,16 +233,31 @@ class Agent:
     # -- building ----------------------------------------------------------
 
     def _worker(self, bus_config: SerialBusConfig | TcpBusConfig) -> BusWorker:
+        # Links open on first use and reopen after a loss (ReconnectingLink):
+        # a meter that is down at boot does not stop the agent.
+        link: BytePipe
         if isinstance(bus_config, SerialBusConfig):
-            link: BytePipe = SerialLink(
-                bus_config.port,
-                baudrate=bus_config.baudrate,
-                parity=bus_config.parity,
-                stopbits=bus_config.stopbits,
+            serial_bus = bus_config
+            link = ReconnectingLink(
+                lambda: SerialLink(
+                    serial_bus.port,
+                    baudrate=serial_bus.baudrate,
+                    parity=serial_bus.parity,
+                    stopbits=serial_bus.stopbits,
+                ),
+                character_time_s=character_time_s(
+                    bus_config.baudrate, 8, bus_config.parity, bus_config.stopbits
+                ),
+                name=bus_config.name,
             )
             bus = ModbusBus(link)
         else:
-            link = TcpLink(bus_config.host, bus_config.port)
+            tcp_bus = bus_config
+            link = ReconnectingLink(
+                lambda: TcpLink(tcp_bus.host, tcp_bus.port),
+                character_time_s=0.0,
+                name=bus_config.name,
+            )
             bus = ModbusTcpBus(link)
         tasks: dict[str, MeterTask] = {m.serial: ModbusTask(bus, m) for m in bus_config.meters}
         health = {
@@ -242,7 +274,7 @@ class Agent:
         try:
             with self._buffer_lock:
                 self.buffer.append(readings)
-        except BufferFull as exc:
+        except BufferStoreError as exc:
             log.error("buffer full, %d readings not stored: %s", len(readings), exc)
             self._event("buffer_full", readings_lost=len(readings), detail=str(exc))
 
@@ -284,28 +316,40 @@ class Agent:
     def _pump_loop(self) -> None:
         last_limits = 0.0
         while not self.stop_event.is_set():
-            with self._buffer_lock:
-                self.pump.pump_once()
-                if time.monotonic() - last_limits > 10:
-                    last_limits = time.monotonic()
-                    report = self.buffer.enforce_limits()
-                    if report.total:
-                        log.warning(
-                            "buffer limits dropped %d readings (%d by age, %d by size)",
-                            report.total,
-                            report.by_age,
-                            report.by_size,
-                        )
-                        self._event(
-                            "buffer_overflow",
-                            dropped=report.total,
-                            by_age=report.by_age,
-                            by_size=report.by_size,
-                            by_meter=dict(report.per_meter),
-                        )
-            self._send_events()
-            self._run_commands()
+            try:
+                last_limits = self._pump_pass(last_limits)
+            except Exception:  # logged; the watchdog notices if it keeps failing
+                log.exception("uplink pump pass failed")
+                self.stop_event.wait(1.0)
             self.stop_event.wait(0.02)
+
+    def _pump_pass(self, last_limits: float) -> float:
+        """One pass: uplink, the buffer's limits (every 10 s), events, commands."""
+        with self._buffer_lock:
+            self.pump.pump_once()
+            if time.monotonic() - last_limits > 10:
+                last_limits = time.monotonic()
+                self._enforce_limits()
+        self._send_events()
+        self._run_commands()
+        return last_limits
+
+    def _enforce_limits(self) -> None:
+        report = self.buffer.enforce_limits()
+        if report.total:
+            log.warning(
+                "buffer limits dropped %d readings (%d by age, %d by size)",
+                report.total,
+                report.by_age,
+                report.by_size,
+            )
+            self._event(
+                "buffer_overflow",
+                dropped=report.total,
+                by_age=report.by_age,
+                by_size=report.by_size,
+                by_meter=dict(report.per_meter),
+            )
 
     def _send_events(self) -> None:
         while self._events and self.uplink.state.connected:
@@ -325,10 +369,19 @@ class Agent:
                 worker.link.close()
         self.buffer.close()
 
+    def healthy(self) -> bool:
+        """Every worker thread alive: what the systemd watchdog vouches for."""
+        return all(thread.is_alive() for thread in self._threads)
+
     def run_until_stopped(self, heartbeat: Callable[[], None] = lambda: None) -> int:
-        """Block until stop() or a restart command; call `heartbeat` every second."""
+        """Block until stop() or a restart command; call `heartbeat` every
+        second while every thread is alive (a dead thread stops the watchdog
+        pings, and systemd restarts the service)."""
         while not self.stop_event.wait(1.0):
-            heartbeat()
+            if self.healthy():
+                heartbeat()
+            else:
+                log.error("a worker thread died: no more watchdog pings")
         return self.exit_code
 
     # -- commands ------------------------------------------------------------
@@ -351,8 +404,7 @@ class Agent:
         if action == "read_now":
             wanted = set(command.get("meters") or [s for w in self.workers for s in w.tasks])
             for worker in self.workers:
-                worker.urgent |= wanted & set(worker.tasks)
-                worker.wake.set()
+                worker.read_soon(wanted)
             return {"ok": True, "action": action, "meters": sorted(wanted)}
         if action == "status":
             return {"ok": True, "action": action, "status": self.snapshot()}

@@ -2,7 +2,8 @@
 
 Connects exactly as the agent will (the same TLS settings, with the server
 always verified, the same credentials), subscribes to a one-off topic under
-the gateway's own command prefix (which its broker ACL lets it read), writes
+the gateway's own command prefix (`cmd/_probe/<id>`, which the agent's `cmd/+`
+subscription does not match) (which its broker ACL lets it read), writes
 a message there and waits for it to come back: a round trip through the
 broker's ACL in both directions.
 """
@@ -60,7 +61,9 @@ def probe_uplink(config: UplinkConfig, gateway_id: str, *, timeout_s: float = 10
     client.on_connect = lambda _c, _u, _f, reason, _p: events.put(("connect", reason))
     client.on_subscribe = lambda _c, _u, _m, reasons, _p: events.put(("subscribe", reasons))
     client.on_message = lambda _c, _u, message: events.put(("message", message.payload))
-    topic = f"vs/v1/{gateway_id}/cmd/uplink-test-{uuid.uuid4().hex[:8]}"
+    # Two levels below cmd/: the running agent's `cmd/+` does not see it; the
+    # gateway's ACL (read cmd/#) still lets it through.
+    topic = f"vs/v1/{gateway_id}/cmd/_probe/{uuid.uuid4().hex[:8]}"
     nonce = uuid.uuid4().bytes
     started = time.monotonic()
     try:

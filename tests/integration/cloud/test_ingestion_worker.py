@@ -184,8 +184,8 @@ def make_worker(
         worker = IngestionWorker(settings, store=store, sessions=sessions)
         worker.start()
         started.append(worker)
-        wait_for(lambda: worker.connected, "the worker to connect", 5)
-        time.sleep(0.1)  # the SUBACK
+        wait_for(lambda: worker.connected, "the worker to connect", 10)
+        wait_for(worker.subscribed.is_set, "the broker's SUBACK", 10)
         return worker
 
     yield make

@@ -68,7 +68,7 @@ def serve(
     line: tuple[LoopbackPipe, LoopbackPipe], answer: Answer
 ) -> tuple[ModbusBus, ScriptedMeter]:
     master, device = line
-    policy = BreakerPolicy(failures_to_open=2, first_backoff_s=0.3, max_backoff_s=1.0)
+    policy = BreakerPolicy(failures_to_open=2, first_backoff_s=1.0, max_backoff_s=4.0)
     return ModbusBus(master, breaker_policy=policy), ScriptedMeter(device, answer)
 
 
@@ -153,7 +153,7 @@ def test_garbage_is_a_garbled_response(line: tuple[LoopbackPipe, LoopbackPipe]) 
 def test_breaker_opens_then_probes_then_closes(line: tuple[LoopbackPipe, LoopbackPipe]) -> None:
     alive = threading.Event()
     bus, meter = serve(line, lambda r: registers_answer(1, [5, 5]) if alive.is_set() else b"")
-    quick = PolledDevice("M1", unit_id=1, timeout_s=0.05, retries=0)
+    quick = PolledDevice("M1", unit_id=1, timeout_s=0.3, retries=0)
     try:
         for _ in range(2):
             with pytest.raises(NoResponse):
@@ -164,7 +164,7 @@ def test_breaker_opens_then_probes_then_closes(line: tuple[LoopbackPipe, Loopbac
         assert len(meter.requests) == asked  # nothing sent while open
         assert bus.statistics.skipped_breaker_open == 1
         alive.set()
-        time.sleep(0.35)  # the back-off passes: one probe decides
+        time.sleep(1.1)  # the back-off passes: one probe decides
         assert bus.transact(quick, REQUEST).registers == (5, 5)  # type: ignore[union-attr]
         assert bus.breaker(quick).state.value == "closed"
     finally:
@@ -173,17 +173,17 @@ def test_breaker_opens_then_probes_then_closes(line: tuple[LoopbackPipe, Loopbac
 
 def test_a_failed_probe_doubles_the_backoff(line: tuple[LoopbackPipe, LoopbackPipe]) -> None:
     bus, meter = serve(line, lambda r: b"")
-    quick = PolledDevice("M1", unit_id=1, timeout_s=0.05, retries=3)
+    quick = PolledDevice("M1", unit_id=1, timeout_s=0.3, retries=3)
     try:
         for _ in range(2):
             with pytest.raises(NoResponse):
                 bus.transact(quick, REQUEST)
-        time.sleep(0.35)
+        time.sleep(1.1)
         before = len(meter.requests)
         with pytest.raises(NoResponse):
             bus.transact(quick, REQUEST)
         assert len(meter.requests) == before + 1  # a probe has no retries
-        assert bus.breaker(quick).backoff_s == pytest.approx(0.6)
+        assert bus.breaker(quick).backoff_s == pytest.approx(2.0)
     finally:
         meter.stop()
 
