@@ -235,3 +235,29 @@ def test_agent_refuses_to_start_on_a_bad_config(tmp_path: Path) -> None:
         [AGENT, "run", "--config", str(bad)], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 3 and f"{bad}:2" in result.stderr
+
+
+def test_agent_starts_with_a_tcp_meter_down_and_reads_the_others(
+    fleet: Fleet, tmp_path: Path, mosquitto: MosquittoServer
+) -> None:
+    config_path = agent_config(fleet, mosquitto, tmp_path)
+    config = yaml.safe_load(config_path.read_text())
+    dead_port = free_port()
+    tcp_bus = next(bus for bus in config["buses"] if bus["link"] == "tcp")
+    tcp_bus["port"] = dead_port  # nothing listens there
+    config_path.write_text(yaml.safe_dump(config))
+    collector = Collector(mosquitto, "gw-e2e")
+    agent = start_agent(config_path)
+    try:
+        dead_meter = tcp_bus["meters"][0]["serial"]
+        others = set(fleet.meters) - {dead_meter}
+        seen: set[str] = set()
+        deadline = time.monotonic() + 30
+        while not others <= seen and time.monotonic() < deadline:
+            seen |= {r[0] for r in collector.readings(1.0)}
+        assert others <= seen and dead_meter not in seen
+        assert agent.poll() is None, "the agent stopped because one meter was down"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=20)
+        collector.close()
