@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version as package_version
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -93,6 +94,56 @@ def db_downgrade(
 # --- ingest: the ingestion worker ----------------------------------------------
 
 
+@app.command("broker-acl")
+def broker_acl(
+    password_file: Annotated[Path, typer.Option(help="Mosquitto password_file to write.")],
+    acl_file: Annotated[Path, typer.Option(help="Mosquitto acl_file to write.")],
+    url: UrlOption = None,
+    service_user: Annotated[
+        list[str] | None,
+        typer.Option(help="A cloud service account, USER:PASSWORD_FILE (repeatable)."),
+    ] = None,
+    reload_pid: Annotated[
+        int | None, typer.Option(help="Send SIGHUP to this Mosquitto process to reload.")
+    ] = None,
+) -> None:
+    """Write Mosquitto's password and ACL files for the registered gateways."""
+    import os
+    import signal
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cloud.core.db import make_engine, session_factory
+    from cloud.core.exceptions import CloudError
+    from cloud.fleet.broker_acl import ServiceAccount, write_broker_files
+    from cloud.fleet.service import hash_broker_password
+
+    services = []
+    for entry in service_user or []:
+        username, _, secret_file = entry.partition(":")
+        try:
+            secret = Path(secret_file).read_text().strip()
+        except OSError as error:
+            _fail(error)
+        services.append(ServiceAccount(username, hash_broker_password(secret)))
+    try:
+        engine = make_engine(url)
+        with session_factory(engine)() as session:
+            count = write_broker_files(
+                session=session, password_file=password_file, acl_file=acl_file, services=services
+            )
+        engine.dispose()
+    except (CloudError, SQLAlchemyError, OSError) as error:
+        _fail(error)
+    typer.echo(f"wrote {password_file} and {acl_file}: {count} gateways, {len(services)} services")
+    if reload_pid is not None:
+        try:
+            os.kill(reload_pid, signal.SIGHUP)
+        except OSError as error:
+            _fail(error)
+        typer.echo(f"asked Mosquitto (pid {reload_pid}) to reload")
+
+
 @app.command()
 def ingest(
     broker: Annotated[
@@ -134,7 +185,6 @@ def ingest(
     import signal
     import socket
     import threading
-    from pathlib import Path
     from urllib.parse import urlsplit
 
     from cloud.core.db import make_engine, session_factory
