@@ -6,8 +6,8 @@
 # option select, §6.3.4 data message, §6.3.5/§6.3.6 ACK/NAK, §6.3.7
 # programming command, §6.4 mode C), the strategy and the invariants. Here the
 # BCC, the data-set scanner, the OBIS normalisation and the stream splitter
-# run on bytes through C pointers; the rarely used message builders are the
-# pure twin's code, compiled. Every index is checked against the length
+# run on bytes through C pointers; the rarely used message builders are
+# imported from the pure twin (one implementation). Every index is checked against the length
 # before it is read, so bounds checks are off in the scanning functions.
 # cython: language_level=3
 
@@ -304,34 +304,22 @@ def parse_data_sets(data):
 # --- messages of the sign-on sequence -------------------------------------------
 
 
-def _check_chars(text: str, allowed: str, what: str) -> bytes:
-    for char in text:
-        if char not in allowed:
-            raise EncodeError(f"{what} may not contain {char!r}")
-    return text.encode("ascii")
-
-
 _ADDRESS_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz "
 _PRINTABLE = "".join(chr(code) for code in range(0x20, 0x7F))
 _IDENT_CHARS = _PRINTABLE.replace("/", "").replace("!", "")
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def build_request(device_address: str = "") -> bytes:
-    """The request message `/?<device address>!CR LF` (§6.3.1).
-
-    Args:
-        device_address: up to 32 of 0-9, A-Z, a-z and space; "" asks any meter.
-
-    Returns:
-        The message bytes.
-
-    Raises:
-        EncodeError: the address is too long or has another character.
-    """
-    if len(device_address) > _MAX_DEVICE_ADDRESS_CHARS:
-        raise EncodeError("device address longer than 32 characters")
-    return b"/?" + _check_chars(device_address, _ADDRESS_CHARS, "device address") + b"!\r\n"
+# Building messages is not a hot path: the pure twin's builders, imported (one
+# implementation of them).
+from fastcodec._iec62056_21_py import (  # noqa: E402
+    build_command,
+    build_data_message,
+    build_data_readout,
+    build_identification,
+    build_option_select,
+    build_request,
+)
 
 
 def _parse_request(raw: bytes) -> SignOnRequest:
@@ -344,32 +332,6 @@ def _parse_request(raw: bytes) -> SignOnRequest:
         if char not in _ADDRESS_CHARS:
             raise FrameError("device address has a character outside 0-9 A-Z a-z space", 2 + index)
     return SignOnRequest(address)
-
-
-def build_identification(
-    manufacturer: str, baud_char: str, ident: str, enhanced: str = ""
-) -> bytes:
-    """The identification message `/XXXZ\\W<ident>CR LF` a meter sends (§6.3.2).
-
-    Args:
-        manufacturer: three letters, e.g. "ISk".
-        baud_char: the baud rate character, e.g. "5".
-        ident: printable text without '/' and '!'.
-        enhanced: the enhanced-capability characters, each sent as `\\W`.
-
-    Returns:
-        The message bytes.
-
-    Raises:
-        EncodeError: a part does not fit the message.
-    """
-    if len(manufacturer) != 3 or len(baud_char) != 1:
-        raise EncodeError("manufacturer must be 3 letters and baud_char 1 character")
-    _check_chars(manufacturer, _LETTERS, "manufacturer id")
-    _check_chars(baud_char + enhanced, _IDENT_CHARS.replace("\\", ""), "baud or enhanced char")
-    markers = "".join("\\" + marker for marker in enhanced)
-    text = manufacturer + baud_char + markers + ident
-    return b"/" + _check_chars(text, _IDENT_CHARS, "identification") + b"\r\n"
 
 
 def _parse_identification(raw: bytes) -> Identification:
@@ -416,26 +378,6 @@ def parse_identification(data: bytes | bytearray | memoryview) -> Identification
     return _parse_identification(raw)
 
 
-def build_option_select(baud_char: str, mode_char: str = "0", protocol_char: str = "0") -> bytes:
-    """The acknowledgement/option select message `ACK V Z Y CR LF` (§6.3.3).
-
-    Args:
-        baud_char: Z, the baud rate to switch to, e.g. "5" for 9600 Bd.
-        mode_char: Y: "0" data readout, "1" programming mode, "2" HDLC.
-        protocol_char: V: "0" normal, "1" secondary, "2" HDLC (mode E).
-
-    Returns:
-        The message bytes.
-
-    Raises:
-        EncodeError: a character is not a single printable one.
-    """
-    chars = protocol_char + baud_char + mode_char
-    if len(protocol_char) != 1 or len(baud_char) != 1 or len(mode_char) != 1:
-        raise EncodeError("protocol, baud and mode characters must be one character each")
-    return bytes([ACK]) + _check_chars(chars, _IDENT_CHARS, "option select") + b"\r\n"
-
-
 def _parse_option_select(raw: bytes) -> OptionSelect:
     if len(raw) != 6 or not raw.endswith(b"\r\n"):
         raise FrameError("option select message is not ACK V Z Y CR LF", 0)
@@ -447,77 +389,6 @@ def _parse_option_select(raw: bytes) -> OptionSelect:
 
 
 # --- data readout and programming mode ------------------------------------------
-
-
-def _check_text(text: str, allow_line_ends: bool, what: str) -> bytes:
-    for char in text:
-        if char not in _PRINTABLE and not (allow_line_ends and char in "\r\n"):
-            raise EncodeError(f"{what} may not contain {char!r}")
-    return text.encode("ascii")
-
-
-def _with_bcc(start: int, body: bytes) -> bytes:
-    return bytes([start]) + body + bytes([_block_check(body)])
-
-
-def build_data_readout(lines: Sequence[str]) -> bytes:
-    """A mode C data readout `STX lines ! CR LF ETX BCC` (§6.3.4).
-
-    Args:
-        lines: the data lines without CR LF, e.g. ["1.8.0(0012345.6*kWh)"].
-
-    Returns:
-        The message bytes, BCC included.
-
-    Raises:
-        EncodeError: a line has a '!' or a character that is not printable.
-    """
-    for line in lines:
-        if "!" in line:
-            raise EncodeError("a data line may not contain '!' (it ends the data block)")
-    block = b"".join(_check_text(line, False, "data line") + b"\r\n" for line in lines)
-    return _with_bcc(STX, block + b"!\r\n" + bytes([ETX]))
-
-
-def build_command(command: str, data: str = "", partial: bool = False) -> bytes:
-    """A programming command `SOH C D STX data ETX BCC` (§6.3.7).
-
-    Args:
-        command: C and D, e.g. "P1" (password), "R1" (read), "W1" (write),
-            "E2" (execute), "B0" (break: sent without STX and data).
-        data: the data set, e.g. "(00000000)" or "1.8.0()".
-        partial: end with EOT instead of ETX (a partial block follows).
-
-    Returns:
-        The message bytes, BCC included.
-
-    Raises:
-        EncodeError: an unknown command or a character that may not be sent.
-    """
-    if len(command) != 2 or command[0] not in _COMMAND_LETTERS or not "0" <= command[1] <= "9":
-        raise EncodeError(f"unknown command {command!r}: expected P, W, R, E or B and a digit")
-    end = bytes([EOT if partial else ETX])
-    head = command.encode("ascii")
-    if command[0] == "B" and not data:
-        return _with_bcc(SOH, head + end)
-    return _with_bcc(SOH, head + bytes([STX]) + _check_text(data, False, "command data") + end)
-
-
-def build_data_message(data: str, partial: bool = False) -> bytes:
-    """A programming-mode data (or error) message `STX data ETX BCC` (§6.3).
-
-    Args:
-        data: the data sets, e.g. "1.8.0(0012345.6*kWh)", or "(ER01)".
-        partial: end with EOT instead of ETX (a partial block follows).
-
-    Returns:
-        The message bytes, BCC included.
-
-    Raises:
-        EncodeError: a character that may not be sent.
-    """
-    body = _check_text(data, True, "data") + bytes([EOT if partial else ETX])
-    return _with_bcc(STX, body)
 
 
 def _block_end(raw: bytes, start: int) -> int:
