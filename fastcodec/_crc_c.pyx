@@ -6,8 +6,8 @@
 # Generators", 2005): TABLES[k][b] is the CRC register after byte b followed by
 # k zero bytes, so eight input bytes take eight independent lookups instead of
 # a chain of eight dependent ones. The tables are C arrays filled once at
-# import. The Modbus and HDLC codecs cimport `crc16_modbus_of` and
-# `crc16_x25_of` (see _crc_c.pxd): one CRC implementation for the package.
+# import. The Modbus, HDLC and P1 codecs cimport `crc16_modbus_of`,
+# `crc16_x25_of` and `crc16_arc_of` (see _crc_c.pxd): one CRC implementation for the package.
 # Any buffer (bytes, bytearray, memoryview) is accepted without a copy.
 # cython: language_level=3
 
@@ -68,6 +68,10 @@ cdef unsigned short crc16_x25_of(const unsigned char *data, Py_ssize_t length) n
     return _reflected(X25_TABLES, data, length, 0xFFFF) ^ 0xFFFF
 
 
+cdef unsigned short crc16_arc_of(const unsigned char *data, Py_ssize_t length) noexcept nogil:
+    return _reflected(MODBUS_TABLES, data, length, 0x0000)
+
+
 cdef inline const unsigned char *_start(const unsigned char[::1] data) noexcept nogil:
     return &data[0] if data.shape[0] else NULL
 
@@ -84,7 +88,7 @@ def crc16_x25(const unsigned char[::1] data not None):
 
 def crc16_arc(const unsigned char[::1] data not None):
     """CRC-16/ARC of `data` (the DSMR P1 telegram CRC, '/' .. '!' inclusive)."""
-    return _reflected(MODBUS_TABLES, _start(data), data.shape[0], 0x0000)
+    return crc16_arc_of(_start(data), data.shape[0])
 
 
 @cython.boundscheck(False)  # i runs over range(data.shape[0]) only

@@ -117,7 +117,7 @@ cdef inline str _text(const unsigned char *data, Py_ssize_t start, Py_ssize_t en
     return PyUnicode_DecodeLatin1(<const char *>data + start, end - start, NULL)
 
 
-cdef bint _is_decimal(const unsigned char *data, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
+cdef bint is_decimal(const unsigned char *data, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
     """True when data[start:end] is [-]digits[.digits] with at least one digit."""
     cdef Py_ssize_t i = start
     cdef int digits = 0
@@ -166,8 +166,9 @@ cdef Py_ssize_t _find(const unsigned char *data, Py_ssize_t start, Py_ssize_t en
     return -1
 
 
-cdef object _obis(const unsigned char *data, Py_ssize_t start, Py_ssize_t end):
-    """The OBIS text of data[start:end] (rules of normalise_obis), or None."""
+cdef object obis_text(const unsigned char *data, Py_ssize_t start, Py_ssize_t end, int *parts):
+    """The OBIS text of data[start:end] (rules of normalise_obis), or None;
+    when `parts` is not NULL it gets B, C and D (the P1 codec needs them)."""
     cdef int medium = 1, channel = 0, billing = -1
     cdef int group_c, group_d, group_e
     cdef Py_ssize_t colon, dash, star, rest = start, rest_end = end, dot1, dot2
@@ -210,6 +211,8 @@ cdef object _obis(const unsigned char *data, Py_ssize_t start, Py_ssize_t end):
         written = snprintf(out, 48, "%d-%d:%d.%d.%d*%d", medium, channel, group_c, group_d, group_e, billing)
     else:
         written = snprintf(out, 48, "%d-%d:%d.%d.%d", medium, channel, group_c, group_d, group_e)
+    if parts != NULL:
+        parts[0], parts[1], parts[2] = channel, group_c, group_d
     return PyUnicode_DecodeLatin1(out, written, NULL)
 
 
@@ -220,7 +223,7 @@ def normalise_obis(str address not None):
         encoded = address.encode("latin-1")
     except UnicodeEncodeError:
         return None  # no OBIS character lies outside latin-1
-    return _obis(<const unsigned char *>PyBytes_AS_STRING(encoded), 0, PyBytes_GET_SIZE(encoded))
+    return obis_text(<const unsigned char *>PyBytes_AS_STRING(encoded), 0, PyBytes_GET_SIZE(encoded), NULL)
 
 
 # The frozen dataclasses' __init__ goes through object.__setattr__ once per
@@ -231,7 +234,7 @@ cdef object _data_value(const unsigned char *data, Py_ssize_t start, Py_ssize_t 
     PyObject_GenericSetAttr(value, "text", text)
     PyObject_GenericSetAttr(value, "unit", _text(data, star + 1, end) if star < end else "")
     PyObject_GenericSetAttr(
-        value, "number", float(text) if _is_decimal(data, start, star) else None
+        value, "number", float(text) if is_decimal(data, start, star) else None
     )
     return value
 
@@ -239,7 +242,7 @@ cdef object _data_value(const unsigned char *data, Py_ssize_t start, Py_ssize_t 
 cdef object _data_set(const unsigned char *data, Py_ssize_t start, Py_ssize_t end, list values):
     cdef object data_set = DataSet.__new__(DataSet)
     PyObject_GenericSetAttr(data_set, "address", _text(data, start, end))
-    PyObject_GenericSetAttr(data_set, "obis", _obis(data, start, end))
+    PyObject_GenericSetAttr(data_set, "obis", obis_text(data, start, end, NULL))
     PyObject_GenericSetAttr(data_set, "values", tuple(values))
     return data_set
 

@@ -6,7 +6,9 @@
 # meters' quirks and the invariants. Here the telegram is scanned once
 # through a C pointer: the CRC, the line splitting, the number and timestamp
 # checks and the OBIS normalisation run on bytes, and Python objects are made
-# only for the values returned. Every index is checked against the length
+# only for the values returned. The CRC-16/ARC (fastcodec._crc_c) and the
+# OBIS scanner (fastcodec._iec62056_21_c, P1 lines are IEC 62056-21 data sets)
+# are cimported, not copied. Every index is checked against the length
 # before it is read, so bounds checks are off in the scanning functions.
 # cython: language_level=3
 
@@ -16,8 +18,10 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject_GenericSetAttr
 from cpython.unicode cimport PyUnicode_DecodeLatin1
-from libc.stdio cimport snprintf
 from libc.string cimport memchr
+
+from fastcodec._crc_c cimport crc16_arc_of
+from fastcodec._iec62056_21_c cimport is_decimal, obis_text
 
 from datetime import datetime
 
@@ -88,32 +92,6 @@ cdef object _new_telegram(identification, tuple readings, checksum_ok, checksum,
     PyObject_GenericSetAttr(telegram, "trailer", trailer)
     return telegram
 
-cdef unsigned short CRC_TABLE[256]
-
-
-cdef void _fill_table() noexcept:
-    cdef unsigned int byte, bit
-    cdef unsigned short crc
-    for byte in range(256):
-        crc = <unsigned short>byte
-        for bit in range(8):
-            if crc & 1:
-                crc = (crc >> 1) ^ 0xA001
-            else:
-                crc = crc >> 1
-        CRC_TABLE[byte] = crc
-
-
-_fill_table()
-
-
-cdef inline unsigned short _crc16_arc(const unsigned char *data, Py_ssize_t length) noexcept nogil:
-    cdef unsigned short crc = 0
-    cdef Py_ssize_t i
-    for i in range(length):
-        crc = (crc >> 8) ^ CRC_TABLE[(crc ^ data[i]) & 0xFF]
-    return crc
-
 
 cdef inline bint _is_digit(unsigned char byte) noexcept nogil:
     return 48 <= byte <= 57
@@ -134,27 +112,9 @@ cdef inline str _text(const unsigned char *data, Py_ssize_t start, Py_ssize_t en
 # --- values ------------------------------------------------------------------------
 
 
-cdef bint _is_decimal(const unsigned char *data, Py_ssize_t start, Py_ssize_t end) noexcept nogil:
-    """True when data[start:end] is [-]digits[.digits] with at least one digit."""
-    cdef Py_ssize_t i = start
-    cdef int digits = 0
-    cdef bint seen_dot = False
-    if i < end and data[i] == 45:  # '-'
-        i += 1
-    while i < end:
-        if _is_digit(data[i]):
-            digits += 1
-        elif data[i] == 46 and not seen_dot:
-            seen_dot = True
-        else:
-            return False
-        i += 1
-    return digits > 0
-
-
 cdef object _number_or_text(const unsigned char *data, Py_ssize_t start, Py_ssize_t end):
     cdef str text = _text(data, start, end)
-    if _is_decimal(data, start, end):
+    if is_decimal(data, start, end):
         return float(text)  # the same correctly rounded conversion as the pure twin
     return text
 
@@ -197,91 +157,10 @@ cdef object _timestamp(const unsigned char *data, Py_ssize_t start, Py_ssize_t e
         return None
 
 
-cdef int _obis_group(const unsigned char *data, Py_ssize_t start, Py_ssize_t end, bint letters) noexcept nogil:
-    """0..255, or -1 when data[start:end] is not an OBIS value group."""
-    cdef Py_ssize_t length = end - start
-    cdef int value = 0
-    cdef Py_ssize_t i
-    if letters and length == 1:
-        if data[start] == 67:  # 'C'
-            return 96
-        if data[start] == 70:  # 'F'
-            return 97
-        if data[start] == 76:  # 'L'
-            return 98
-        if data[start] == 80:  # 'P'
-            return 99
-    if length < 1 or length > 3:
-        return -1
-    for i in range(start, end):
-        if not _is_digit(data[i]):
-            return -1
-        value = value * 10 + data[i] - 48
-    return value if value <= 255 else -1
-
-
-cdef Py_ssize_t _find(const unsigned char *data, Py_ssize_t start, Py_ssize_t end, unsigned char byte) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(start, end):
-        if data[i] == byte:
-            return i
-    return -1
-
-
-cdef object _obis(const unsigned char *data, Py_ssize_t start, Py_ssize_t end, int *parts):
-    """The OBIS text of data[start:end] (rules of normalise_obis), or None;
-    parts gets B, C, D."""
-    cdef int medium = 1, channel = 0, billing = -1
-    cdef int group_c, group_d, group_e
-    cdef Py_ssize_t colon, dash, star, rest = start, rest_end = end, dot1, dot2
-    cdef char out[48]
-    cdef int written
-    colon = _find(data, start, end, 58)  # ':'
-    if colon >= 0:
-        dash = _find(data, start, colon, 45)  # '-'
-        if dash < 0:
-            return None
-        medium = _obis_group(data, start, dash, False)
-        channel = _obis_group(data, dash + 1, colon, False)
-        if medium < 0 or channel < 0:
-            return None
-        rest = colon + 1
-    star = _find(data, rest, end, 42)  # '*'
-    if star < 0:
-        star = _find(data, rest, end, 38)  # '&'
-    if star >= 0:
-        billing = _obis_group(data, star + 1, end, False)
-        if billing < 0:
-            return None
-        rest_end = star
-    dot1 = _find(data, rest, rest_end, 46)
-    if dot1 < 0:
-        return None
-    dot2 = _find(data, dot1 + 1, rest_end, 46)
-    group_c = _obis_group(data, rest, dot1, True)
-    if dot2 < 0:
-        group_d = _obis_group(data, dot1 + 1, rest_end, True)
-        group_e = 0
-    else:
-        if _find(data, dot2 + 1, rest_end, 46) >= 0:
-            return None
-        group_d = _obis_group(data, dot1 + 1, dot2, True)
-        group_e = _obis_group(data, dot2 + 1, rest_end, False)
-    if group_c < 0 or group_d < 0 or group_e < 0:
-        return None
-    if billing >= 0 and billing != 255:
-        written = snprintf(out, 48, "%d-%d:%d.%d.%d*%d", medium, channel, group_c, group_d, group_e, billing)
-    else:
-        written = snprintf(out, 48, "%d-%d:%d.%d.%d", medium, channel, group_c, group_d, group_e)
-    parts[0] = channel
-    parts[1] = group_c
-    parts[2] = group_d
-    return PyUnicode_DecodeLatin1(out, written, NULL)
-
-
 cdef bint _is_obis_reference(const unsigned char *data, Py_ssize_t start, Py_ssize_t end) except -1:
     cdef int parts[3]
-    return _find(data, start, end, 58) >= 0 and _obis(data, start, end, parts) is not None
+    has_colon = end > start and memchr(data + start, 58, end - start) != NULL  # ':'
+    return has_colon and obis_text(data, start, end, parts) is not None
 
 
 # --- data lines --------------------------------------------------------------------
@@ -321,7 +200,7 @@ cdef object _reading(
     cdef Group first = groups[0]
     cdef Py_ssize_t first_length = first.star - first.start
     parts[0] = 0
-    code = _obis(data, address_start, address_end, parts)
+    code = obis_text(data, address_start, address_end, parts)
     if code is None:
         code = _text(data, address_start, address_end)
     else:
@@ -520,7 +399,7 @@ def parse_telegram(data):
     return _new_telegram(
         identification,
         readings,
-        _crc16_arc(p, bang + 1) == checksum,
+        crc16_arc_of(p, bang + 1) == checksum,
         checksum,
         raw[position:],
     )
@@ -539,7 +418,7 @@ def build_telegram(str ident not None, lines, bint crc=True):
     body = "/" + ident + "\r\n\r\n" + "".join([line + "\r\n" for line in lines]) + "!"
     cdef bytes encoded = body.encode("ascii")
     if crc:
-        encoded += b"%04X" % _crc16_arc(<const unsigned char *>PyBytes_AS_STRING(encoded), len(encoded))
+        encoded += b"%04X" % crc16_arc_of(<const unsigned char *>PyBytes_AS_STRING(encoded), len(encoded))
     return encoded + b"\r\n"
 
 
