@@ -36,6 +36,7 @@ check_test() {
     need_command mbpoll /usr/bin/mbpoll
     need_command openssl /usr/bin/openssl  # test certificates for TLS
     need_command procps /usr/bin/pgrep
+    need_command chromium /usr/bin/chromium  # the console's browser tests (Playwright)
 }
 
 for group in "$@"; do
