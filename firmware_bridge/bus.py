@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Protocol
 
 from fastcodec import modbus
 from fastcodec.crc import crc16_modbus
@@ -201,19 +202,19 @@ class ModbusBus:
             raise failure
 
     def _attempt(self, device: PolledDevice, request: bytes) -> object:
+        """One request on the wire and the wait for its answer: the loop both
+        framings share; `_wire_request` and `_reply_reader` say how each frames."""
         stats, character = self.statistics, self.link.character_time_s
         sleep_until(self._quiet_since + self.silent_interval_s + device.silence_s)
         stats.noise_bytes += self.link.discard_input()
-        self.link.write(request)
-        log.debug("%s → %s", device.name, request.hex(" "))
+        wire = self._wire_request(request)
+        self.link.write(wire)
+        log.debug("%s → %s", device.name, wire.hex(" "))
         stats.requests += 1
-        stats.bytes_out += len(request)
-        stats.busy_s += len(request) * character
-        deadline = time.monotonic() + len(request) * character + device.timeout_s
-        # Responses only: in BOTH mode one 9-byte reply in 256 has a CRC-valid
-        # 8-byte prefix that reads as a request. Our own echo is known exactly.
-        splitter = modbus.RtuSplitter(modbus.Expect.RESPONSES)
-        echo = _EchoFilter(request)
+        stats.bytes_out += len(wire)
+        stats.busy_s += len(wire) * character
+        deadline = time.monotonic() + len(wire) * character + device.timeout_s
+        reply = self._reply_reader(device, request)
         received = 0
         try:
             while (remaining := deadline - time.monotonic()) > 0:
@@ -224,14 +225,12 @@ class ModbusBus:
                 received += len(chunk)
                 stats.bytes_in += len(chunk)
                 stats.busy_s += len(chunk) * character
-                splitter.feed(echo.strip(chunk))
-                answer = self._answer_in(splitter, device, request)
+                answer = reply.feed(chunk)
                 if answer is not None:
                     stats.answers += 1
                     return answer
         finally:
-            stats.echoes += echo.seen
-            stats.noise_bytes += splitter.discarded_noise_bytes
+            reply.close()
             self._quiet_since = time.monotonic()
         if received:
             stats.garbled += 1
@@ -242,17 +241,46 @@ class ModbusBus:
         stats.timeouts += 1
         raise NoResponse(device.name, f"no answer within {device.timeout_s * 1000:.0f} ms")
 
-    def _answer_in(
-        self, splitter: modbus.RtuSplitter, device: PolledDevice, request: bytes
-    ) -> object | None:
-        while not isinstance(frame := splitter.next_frame(), modbus.NeedData):
-            if frame[0] != device.unit_id:
-                self.statistics.wrong_unit += 1
+    def _wire_request(self, request: bytes) -> bytes:
+        return request
+
+    def _reply_reader(self, device: PolledDevice, request: bytes) -> _ReplyReader:
+        return _RtuReply(self.statistics, device, request)
+
+
+class _ReplyReader(Protocol):
+    def feed(self, chunk: bytes) -> object | None:
+        """Take bytes; return the parsed answer once it is complete."""
+
+    def close(self) -> None:
+        """Book what was seen (echoes, noise) in the bus statistics."""
+
+
+class _RtuReply:
+    """An RTU answer: our own echo stripped, noise skipped, answers from other
+    units or to earlier requests counted and passed over."""
+
+    def __init__(self, stats: BusStatistics, device: PolledDevice, request: bytes) -> None:
+        self._stats, self._device, self._request = stats, device, request
+        # Responses only: in BOTH mode one 9-byte reply in 256 has a CRC-valid
+        # 8-byte prefix that reads as a request. Our own echo is known exactly.
+        self._splitter = modbus.RtuSplitter(modbus.Expect.RESPONSES)
+        self._echo = _EchoFilter(request)
+
+    def feed(self, chunk: bytes) -> object | None:
+        self._splitter.feed(self._echo.strip(chunk))
+        while not isinstance(frame := self._splitter.next_frame(), modbus.NeedData):
+            if frame[0] != self._device.unit_id:
+                self._stats.wrong_unit += 1
                 continue
-            if frame[1] & 0x7F != request[1]:
+            if frame[1] & 0x7F != self._request[1]:
                 continue  # a late answer to an earlier request
             return modbus.parse_response(frame)
         return None
+
+    def close(self) -> None:
+        self._stats.echoes += self._echo.seen
+        self._stats.noise_bytes += self._splitter.discarded_noise_bytes
 
 
 class _EchoFilter:
@@ -291,8 +319,7 @@ class ModbusTcpBus(ModbusBus):
         super().__init__(link, breaker_policy=breaker_policy)
         self._transaction = 0
 
-    def _attempt(self, device: PolledDevice, request: bytes) -> object:
-        stats = self.statistics
+    def _wire_request(self, request: bytes) -> bytes:
         self._transaction = (self._transaction + 1) & 0xFFFF
         unit, pdu = request[0], request[1:-2]
         header = (
@@ -301,36 +328,27 @@ class ModbusTcpBus(ModbusBus):
             + (len(pdu) + 1).to_bytes(2, "big")
             + bytes([unit])
         )
-        stats.noise_bytes += self.link.discard_input()
-        self.link.write(header + pdu)
-        log.debug("%s → %s", device.name, (header + pdu).hex(" "))
-        stats.requests += 1
-        stats.bytes_out += len(header) + len(pdu)
-        deadline = time.monotonic() + device.timeout_s
-        received = bytearray()
-        while (remaining := deadline - time.monotonic()) > 0:
-            chunk = self.link.read(512, remaining)
-            if not chunk:
-                continue
-            log.debug("%s ← %s", device.name, chunk.hex(" "))
-            received += chunk
-            stats.bytes_in += len(chunk)
-            answer = self._mbap_answer(received, unit)
-            if answer is not None:
-                stats.answers += 1
-                return answer
-        if received:
-            stats.garbled += 1
-            raise GarbledResponse(device.name, f"{len(received)} bytes but no valid answer")
-        stats.timeouts += 1
-        raise NoResponse(device.name, f"no answer within {device.timeout_s * 1000:.0f} ms")
+        return header + pdu
 
-    def _mbap_answer(self, received: bytearray, unit: int) -> object | None:
+    def _reply_reader(self, device: PolledDevice, request: bytes) -> _ReplyReader:
+        return _MbapReply(self.statistics, unit=request[0], transaction=self._transaction)
+
+
+class _MbapReply:
+    """An MBAP answer, turned back into RTU form for fastcodec's parser."""
+
+    def __init__(self, stats: BusStatistics, *, unit: int, transaction: int) -> None:
+        self._stats, self._unit, self._transaction = stats, unit, transaction
+        self._received = bytearray()
+
+    def feed(self, chunk: bytes) -> object | None:
+        received = self._received
+        received += chunk
         while len(received) >= 7:
             length = int.from_bytes(received[4:6], "big")
             if received[2:4] != b"\x00\x00" or not 2 <= length <= 254:
                 raise GarbledResponse(
-                    f"unit {unit}", f"not an MBAP header: {received[:7].hex(' ')}"
+                    f"unit {self._unit}", f"not an MBAP header: {received[:7].hex(' ')}"
                 )
             if len(received) < 6 + length:
                 return None
@@ -339,9 +357,12 @@ class ModbusTcpBus(ModbusBus):
                 int.from_bytes(received[:2], "big"),
             )
             del received[: 6 + length]
-            if transaction != self._transaction or frame[0] != unit:
-                self.statistics.wrong_unit += 1
+            if transaction != self._transaction or frame[0] != self._unit:
+                self._stats.wrong_unit += 1
                 continue  # a late answer to an earlier request
             rtu = frame + crc16_modbus(frame).to_bytes(2, "little")
             return modbus.parse_response(rtu)
         return None
+
+    def close(self) -> None:
+        pass

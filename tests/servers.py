@@ -31,6 +31,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,20 @@ class MosquittoServer:
         self._acl[username] = list(acl)
         self._write_acl()
         self.reload()
+
+    def add_gateway(self, gateway_id: str | None = None) -> tuple[str, str]:
+        """Create a gateway's broker user, confined as provisioning confines it.
+
+        It may publish under its own prefix and read its own command topics.
+
+        Returns:
+            (gateway id, password); the id is random unless given.
+        """
+        gateway = gateway_id or f"gw-{uuid.uuid4().hex[:8]}"
+        password = secrets.token_hex(8)
+        prefix = f"vs/v1/{gateway}"
+        self.add_user(gateway, password, [f"topic write {prefix}/#", f"topic read {prefix}/cmd/#"])
+        return gateway, password
 
     def _write_acl(self) -> None:
         blocks = [
@@ -301,6 +316,18 @@ def start_mosquitto(directory: Path, *, tls: TlsFiles | None = None) -> Mosquitt
 
 def stop_mosquitto(server: MosquittoServer) -> None:
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_broker(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[MosquittoServer, TlsFiles]]:
+    """A Mosquitto with only a TLS listener, and the test PKI it trusts."""
+    folder = tmp_path_factory.mktemp("tls-broker")
+    files = make_test_pki(folder / "pki")
+    broker = start_mosquitto(folder / "broker", tls=files)
+    yield broker, files
+    stop_mosquitto(broker)
 
 
 @pytest.fixture(scope="session")

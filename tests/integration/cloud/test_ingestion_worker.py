@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -100,11 +99,8 @@ class GatewayClient:
 
     def __init__(self, broker: MosquittoServer, gateway_id: str, *, will: bool = False) -> None:
         self.gateway_id = gateway_id
-        password = secrets.token_hex(8)
+        _, password = broker.add_gateway(gateway_id)
         prefix = f"vs/v1/{gateway_id}"
-        broker.add_user(
-            gateway_id, password, [f"topic write {prefix}/#", f"topic read {prefix}/cmd/#"]
-        )
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=gateway_id)
         self.client.username_pw_set(gateway_id, password)
         if will:

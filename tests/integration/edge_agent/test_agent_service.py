@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import queue
 import random
-import secrets
 import signal
 import sqlite3
 import subprocess
@@ -122,9 +121,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 def agent_config(fleet: Fleet, broker: MosquittoServer, folder: Path) -> Path:
     gateway = fleet.spec.gateways[0]
-    password = secrets.token_hex(8)
-    prefix = f"vs/v1/{gateway.id}"
-    broker.add_user(gateway.id, password, [f"topic write {prefix}/#", f"topic read {prefix}/cmd/#"])
+    _, password = broker.add_gateway(gateway.id)
     config = fleet.agent_config(gateway)
     config["uplink"].update(
         {"broker": f"mqtt://{broker.host}:{broker.port}", "password": password, "keepalive_s": 5}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import queue
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from edge_agent.adapters.sqlite_buffer import SqliteBuffer
 from edge_agent.config import UplinkConfig
 from edge_agent.domain.readings import QualityFlag, Reading
 from fastcodec import uplink as batch_codec
-from tests.servers import MosquittoServer, TlsFiles, make_test_pki, start_mosquitto, stop_mosquitto
+from tests.servers import MosquittoServer, TlsFiles, make_test_pki
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +31,6 @@ def wait_for(
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-def gateway_user(broker: MosquittoServer) -> tuple[str, str]:
-    gateway, password = f"gw-{uuid.uuid4().hex[:8]}", secrets.token_hex(8)
-    prefix = f"vs/v1/{gateway}"
-    broker.add_user(gateway, password, [f"topic write {prefix}/#", f"topic read {prefix}/cmd/#"])
-    return gateway, password
 
 
 class Watcher:
@@ -114,7 +106,7 @@ def make_uplink(
 def test_readings_reach_the_broker_and_leave_the_buffer_only_on_puback(
     mosquitto: MosquittoServer, buffer: SqliteBuffer
 ) -> None:
-    gateway, password = gateway_user(mosquitto)
+    gateway, password = mosquitto.add_gateway()
     watcher = Watcher(mosquitto, f"vs/v1/{gateway}/readings")
     link = make_uplink(mosquitto, gateway, password)
     sent = readings("SDM630-0001", 2500) + readings("EM24-0002", 500)
@@ -147,7 +139,7 @@ def test_readings_reach_the_broker_and_leave_the_buffer_only_on_puback(
 
 
 def test_birth_message_and_last_will(mosquitto: MosquittoServer) -> None:
-    gateway, password = gateway_user(mosquitto)
+    gateway, password = mosquitto.add_gateway()
     watcher = Watcher(mosquitto, f"vs/v1/{gateway}/status")
     link = make_uplink(mosquitto, gateway, password)
     link.start()
@@ -167,7 +159,7 @@ def test_birth_message_and_last_will(mosquitto: MosquittoServer) -> None:
 
 
 def test_a_gateway_cannot_publish_under_another_prefix(mosquitto: MosquittoServer) -> None:
-    gateway, password = gateway_user(mosquitto)
+    gateway, password = mosquitto.add_gateway()
     watcher = Watcher(mosquitto, "vs/v1/+/readings")
     link = make_uplink(mosquitto, gateway, password)
     link.topics["readings"] = "vs/v1/someone-else/readings"  # a compromised agent
@@ -185,20 +177,9 @@ def test_a_gateway_cannot_publish_under_another_prefix(mosquitto: MosquittoServe
         watcher.close()
 
 
-@pytest.fixture(scope="module")
-def tls_broker(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[MosquittoServer, TlsFiles]]:
-    folder = tmp_path_factory.mktemp("tls-broker")
-    files = make_test_pki(folder / "pki")
-    broker = start_mosquitto(folder, tls=files)
-    yield broker, files
-    stop_mosquitto(broker)
-
-
 def test_tls_works_with_the_right_ca(tls_broker: tuple[MosquittoServer, TlsFiles]) -> None:
     broker, files = tls_broker
-    gateway, password = gateway_user(broker)
+    gateway, password = broker.add_gateway()
     settings = UplinkConfig(
         broker=f"mqtts://127.0.0.1:{broker.port}",
         username=gateway,
@@ -221,7 +202,7 @@ def test_tls_refuses_a_broker_the_ca_did_not_sign(
 ) -> None:
     broker, _ = tls_broker
     other_ca = make_test_pki(tmp_path / "other").ca_file
-    gateway, password = gateway_user(broker)
+    gateway, password = broker.add_gateway()
     settings = UplinkConfig(
         broker=f"mqtts://127.0.0.1:{broker.port}",
         username=gateway,

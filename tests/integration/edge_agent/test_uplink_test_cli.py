@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +15,11 @@ from tests.servers import (
     TlsFiles,
     free_port,
     make_test_pki,
-    start_mosquitto,
-    stop_mosquitto,
 )
 
 pytestmark = pytest.mark.integration
 
 AGENT = Path(sys.executable).parent / "voltstack-agent"
-
-
-def gateway_on(broker: MosquittoServer) -> tuple[str, str]:
-    gateway, password = f"gw-{uuid.uuid4().hex[:8]}", secrets.token_hex(8)
-    prefix = f"vs/v1/{gateway}"
-    broker.add_user(gateway, password, [f"topic write {prefix}/#", f"topic read {prefix}/cmd/#"])
-    return gateway, password
 
 
 def run_test(
@@ -48,7 +36,7 @@ def run_test(
 
 
 def test_round_trip_through_the_broker(mosquitto: MosquittoServer, tmp_path: Path) -> None:
-    gateway, password = gateway_on(mosquitto)
+    gateway, password = mosquitto.add_gateway()
     result = run_test(
         tmp_path,
         gateway,
@@ -59,7 +47,7 @@ def test_round_trip_through_the_broker(mosquitto: MosquittoServer, tmp_path: Pat
 
 
 def test_wrong_password_exits_4(mosquitto: MosquittoServer, tmp_path: Path) -> None:
-    gateway, _ = gateway_on(mosquitto)
+    gateway, _ = mosquitto.add_gateway()
     result = run_test(
         tmp_path,
         gateway,
@@ -74,22 +62,11 @@ def test_no_broker_exits_4(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-@pytest.fixture(scope="module")
-def tls_broker(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[MosquittoServer, TlsFiles]]:
-    folder = tmp_path_factory.mktemp("uplink-test-tls")
-    files = make_test_pki(folder / "pki")
-    broker = start_mosquitto(folder / "broker", tls=files)
-    yield broker, files
-    stop_mosquitto(broker)
-
-
 def test_tls_with_the_right_ca(
     tls_broker: tuple[MosquittoServer, TlsFiles], tmp_path: Path
 ) -> None:
     broker, files = tls_broker
-    gateway, password = gateway_on(broker)
+    gateway, password = broker.add_gateway()
     result = run_test(
         tmp_path,
         gateway,
@@ -108,7 +85,7 @@ def test_tls_with_another_ca_is_refused(
     tls_broker: tuple[MosquittoServer, TlsFiles], tmp_path: Path
 ) -> None:
     broker, _ = tls_broker
-    gateway, password = gateway_on(broker)
+    gateway, password = broker.add_gateway()
     other = make_test_pki(tmp_path / "other").ca_file
     result = run_test(
         tmp_path,
