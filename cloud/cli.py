@@ -249,3 +249,71 @@ def ingest(
         worker.stop()
         series.close()
         engine.dispose()
+
+
+# --- api: the REST API server ----------------------------------------------------
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    database: Annotated[str | None, typer.Option(help=URL_HELP, show_default=False)] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Time-series store: sqlite:///path/to/file.sqlite or http(s)://influx-host:8086 "
+            "(default: $VOLTSTACK_TIMESERIES_STORE and friends, else the SQLite file).",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Serve the REST API with uvicorn (settings from VOLTSTACK_* variables; docs/api.md)."""
+    import logging
+    import os
+
+    import uvicorn
+    from pydantic import ValidationError
+
+    from cloud.core.config import Settings
+    from cloud.core.middleware import RequestIdLogFilter
+
+    overrides: dict[str, str] = {}
+    if database is not None:
+        overrides["VOLTSTACK_DATABASE_URL"] = database
+    if store is not None and store.startswith("sqlite:///"):
+        overrides["VOLTSTACK_TIMESERIES_STORE"] = "sqlite"
+        overrides["VOLTSTACK_TIMESERIES_SQLITE_PATH"] = store.removeprefix("sqlite:///")
+    elif store is not None and store.startswith(("http://", "https://")):
+        overrides["VOLTSTACK_TIMESERIES_STORE"] = "influx"
+        overrides["VOLTSTACK_INFLUX_URL"] = store
+    elif store is not None:
+        _fail(ValueError(f"--store: sqlite:///path or http(s)://host:port, got {store}"))
+    # Through the environment, so that every uvicorn worker process reads the same settings.
+    os.environ.update(overrides)
+    try:
+        Settings()
+    except ValidationError as error:
+        # The messages only: pydantic's text would echo the input, secrets included.
+        reasons = "; ".join(
+            f"{'.'.join(map(str, item['loc'])) or 'settings'}: {item['msg']}"
+            for item in error.errors()
+        )
+        _fail(ValueError(reasons))
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdLogFilter())
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+    )
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+    uvicorn.run(
+        "cloud.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,  # cloud.access logs one line per request, with its id
+    )

@@ -16,11 +16,13 @@ the categories below, so a router maps a whole category to one HTTP status
     │   ├── GatewayNotFound                cloud.fleet
     │   ├── MeterNotFound                  cloud.fleet
     │   └── DeadLetterNotFound             cloud.fleet
-    └── Conflict
-        ├── GatewayAlreadyExists           cloud.fleet
-        ├── GatewayDecommissioned          cloud.fleet
-        ├── GatewayHasMeters               cloud.fleet
-        └── MeterAlreadyInstalled          cloud.fleet
+    ├── Conflict
+    │   ├── GatewayAlreadyExists           cloud.fleet
+    │   ├── GatewayDecommissioned          cloud.fleet
+    │   ├── GatewayHasMeters               cloud.fleet
+    │   └── MeterAlreadyInstalled          cloud.fleet
+    ├── Unauthenticated                    cloud.core.authz: no or bad credentials → 401
+    └── Forbidden                          cloud.core.authz: authenticated, not allowed → 403
 
 Raw driver or SQLAlchemy exceptions are translated at the service boundary
 with ``raise … from exc``; they never reach a router or a user.
@@ -32,9 +34,11 @@ __all__ = [
     "CloudError",
     "Conflict",
     "DatabaseError",
+    "Forbidden",
     "InvalidInput",
     "NaiveTimestamp",
     "NotFound",
+    "Unauthenticated",
 ]
 
 
@@ -64,3 +68,11 @@ class NaiveTimestamp(InvalidInput):
     def __init__(self, what: str) -> None:
         super().__init__(f"{what} must be timezone-aware (got a naive datetime)")
         self.what = what
+
+
+class Unauthenticated(CloudError):
+    """The request carries no credentials, or credentials we do not accept (401)."""
+
+
+class Forbidden(CloudError):
+    """The caller is known but lacks the permission for this action (403)."""

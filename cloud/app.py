@@ -1,0 +1,236 @@
+"""The cloud's FastAPI application: `create_app` wires settings, stores, errors and routers.
+
+Strategy: one factory, no module-level app, so tests and workers build as
+many apps as they like with their own settings. What the process shares lives
+on ``app.state`` (see `cloud.core.deps`): opened in the lifespan — the
+operational database's engine and session factory, the time-series store —
+or given by the caller (then the caller closes it). The authorizer is set at
+creation: `DenyAll` unless one is passed (secure by default).
+
+Layout of the HTTP space:
+
+- ``/api/v1/…`` JSON, one router per domain package (`API_ROUTERS`; later
+  modules add theirs there), every route guarded by `cloud.core.authz.require`;
+- ``/health/live`` (the process answers) and ``/health/ready`` (database,
+  time-series store and, when configured, the broker are reachable; 503
+  naming the failed ones) — public, for load balancers and orchestrators;
+- ``/openapi.json``, ``/docs`` — the OpenAPI document and its viewer.
+
+Errors everywhere are problem+json (`cloud.core.problems`); each request has
+an id (`cloud.core.middleware`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from importlib import import_module
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from cloud.core.authz import Authorizer, DenyAll, public
+from cloud.core.config import Settings
+from cloud.core.db import make_engine, session_factory
+from cloud.core.middleware import install_middleware
+from cloud.core.problems import (
+    PROBLEM_TYPE_PREFIX,
+    install_problem_handlers,
+    problem_doc,
+    problem_response,
+)
+from cloud.timeseries import InfluxStore, SqliteStore, TimeSeriesStore
+
+__all__ = ["API_PREFIX", "API_ROUTERS", "create_app", "open_store"]
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+# Modules exporting `router` (an APIRouter) and `TAGS` (OpenAPI tag metadata),
+# mounted under API_PREFIX in this order.
+API_ROUTERS = ("cloud.fleet.router", "cloud.metering.router", "cloud.ingestion.router")
+BROKER_CHECK_TIMEOUT_S = 2.0
+
+HEALTH_TAGS = [
+    {
+        "name": "health",
+        "description": "Liveness and readiness for load balancers and orchestrators (public).",
+    }
+]
+
+
+def open_store(settings: Settings) -> TimeSeriesStore:
+    """The time-series store the settings name.
+
+    Raises:
+        StoreUnavailable: the SQLite file cannot be opened.
+    """
+    if settings.timeseries_store == "sqlite":
+        settings.timeseries_sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteStore(settings.timeseries_sqlite_path)
+    password, token = settings.influx_password, settings.influx_token
+    return InfluxStore(
+        settings.influx_url,
+        settings.influx_database,
+        username=settings.influx_username,
+        password=password.get_secret_value() if password else None,
+        token=token.get_secret_value() if token else None,
+    )
+
+
+# --- health ------------------------------------------------------------------
+
+
+class Liveness(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+def _database_ok(engine: Engine) -> bool:
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        logger.warning("readiness: database unreachable: %s", str(error).splitlines()[0])
+        return False
+    return True
+
+
+def _broker_ok(address: tuple[str, int]) -> bool:
+    try:
+        with socket.create_connection(address, timeout=BROKER_CHECK_TIMEOUT_S):
+            return True
+    except OSError as error:
+        logger.warning("readiness: broker %s:%s unreachable: %s", *address, error)
+        return False
+
+
+def _health_router() -> APIRouter:
+    router = APIRouter(prefix="/health", tags=["health"])
+
+    @router.get("/live", summary="Liveness", response_model=Liveness, dependencies=[public()])
+    def live() -> Liveness:
+        """200 while the process serves requests."""
+        return Liveness(status="ok")
+
+    @router.get(
+        "/ready",
+        summary="Readiness",
+        response_model=Readiness,
+        dependencies=[public()],
+        responses={503: problem_doc("A dependency is unreachable; `checks` names it")},
+    )
+    def ready(request: Request) -> Any:
+        """200 when the database, the time-series store and (if configured) the broker
+        are reachable; else 503 with ``checks`` saying which one failed."""
+        state = request.app.state
+        checks = {
+            "database": "ok" if _database_ok(state.engine) else "unreachable",
+            "timeseries": "ok" if state.store.ping() else "unreachable",
+        }
+        address = state.settings.broker_address
+        if address is not None:
+            checks["broker"] = "ok" if _broker_ok(address) else "unreachable"
+        failed = sorted(name for name, result in checks.items() if result != "ok")
+        if not failed:
+            return Readiness(status="ready", checks=checks)
+        response: JSONResponse = problem_response(
+            request,
+            503,
+            detail=f"not ready: {', '.join(failed)} unreachable",
+            type_=PROBLEM_TYPE_PREFIX + "not-ready",
+            checks=checks,
+        )
+        return response
+
+    return router
+
+
+# --- the factory ---------------------------------------------------------------
+
+
+def _lifespan(
+    settings: Settings, engine: Engine | None, store: TimeSeriesStore | None
+) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_engine = engine is None
+        app.state.engine = engine or make_engine(settings.database_url)
+        app.state.sessions = session_factory(app.state.engine)
+        own_store = store is None
+        try:
+            app.state.store = store or open_store(settings)
+        except BaseException:
+            if own_engine:
+                app.state.engine.dispose()
+            raise
+        logger.info(
+            "API started: database %s, time series %r",
+            app.state.engine.url.render_as_string(hide_password=True),
+            app.state.store,
+        )
+        try:
+            yield
+        finally:
+            if own_store:
+                app.state.store.close()
+            if own_engine:
+                app.state.engine.dispose()
+
+    return lifespan
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    authorizer: Authorizer | None = None,
+    engine: Engine | None = None,
+    store: TimeSeriesStore | None = None,
+) -> FastAPI:
+    """Build the API application.
+
+    Args:
+        settings: default `Settings()` from the environment.
+        authorizer: decides every protected route; default `DenyAll` (401 everywhere).
+        engine: an operational database engine to use instead of opening
+            ``settings.database_url``; the caller disposes it.
+        store: a time-series store to use instead of opening the configured
+            one; the caller closes it.
+
+    Returns:
+        The app; its lifespan opens (and closes) what was not given.
+    """
+    settings = settings or Settings()
+    tags: list[dict[str, Any]] = []
+    modules = [import_module(name) for name in API_ROUTERS]
+    for module in modules:
+        tags.extend(module.TAGS)
+    app = FastAPI(
+        title="voltstack cloud API",
+        version="1",
+        description=(
+            "Gateways, meters, readings, ingestion statistics and dead letters of the "
+            "voltstack metering stack. Errors are RFC 9457 problem+json; lists are paged "
+            "with `limit` and `offset` (see `next_offset`). See docs/api.md."
+        ),
+        openapi_tags=[*tags, *HEALTH_TAGS],
+        lifespan=_lifespan(settings, engine, store),
+    )
+    app.state.settings = settings
+    app.state.authorizer = authorizer or DenyAll()
+    install_problem_handlers(app)
+    install_middleware(app, max_body_bytes=settings.max_request_body_bytes)
+    for module in modules:
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(_health_router())
+    return app

@@ -1,0 +1,140 @@
+"""REST routes of metering: a meter's latest values and time-range queries.
+
+Mounted under ``/api/v1``. The meter must be known to the fleet (installed
+now or before: 404 otherwise), so a typo is told apart from a silent meter.
+OBIS codes go in the path in text form (``1-0:1.8.0``; ``:`` and ``*`` need no
+escaping in a path segment). Times are ISO 8601 with a time zone.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime
+
+from cloud.core.authz import require
+from cloud.core.db import utc_now
+from cloud.core.deps import DbSession, SettingsDep, Store
+from cloud.core.problems import ProblemResponses
+from cloud.fleet import queries as fleet_queries
+from cloud.metering import service
+from cloud.metering.schemas import LatestValue, LatestValues, ReadingPoint, ReadingSeriesRead
+from cloud.timeseries.store import Aggregate, Resolution
+
+__all__ = ["DEFAULT_RANGE", "TAGS", "router"]
+
+TAGS = [
+    {
+        "name": "readings",
+        "description": "What the meters measured, from the time-series store: latest values "
+        "and one quantity over a time range, raw or in 15-minute, hourly or daily buckets.",
+    }
+]
+
+DEFAULT_RANGE = timedelta(days=1)
+
+router = APIRouter(responses=ProblemResponses)
+
+Serial = Annotated[str, Path(min_length=1, max_length=64, description="The meter serial.")]
+
+
+@router.get(
+    "/meters/{serial}/latest",
+    tags=["readings"],
+    summary="Latest values of a meter",
+    response_model=LatestValues,
+    dependencies=[require("readings:read")],
+)
+def latest_values(serial: Serial, session: DbSession, store: Store) -> LatestValues:
+    """The newest reading of every quantity (OBIS code) the meter reported, with units."""
+    fleet_queries.installations(session=session, serial=serial)
+    points = service.latest_values(store=store, serial=serial)
+    return LatestValues(
+        meter=serial,
+        values=[
+            LatestValue(
+                obis=point.obis,
+                name=service.obis_name(point.obis),
+                at=point.at,
+                value=point.value,
+                unit=point.unit,
+                quality=point.quality,
+            )
+            for point in points
+        ],
+    )
+
+
+@router.get(
+    "/meters/{serial}/readings/{obis}",
+    tags=["readings"],
+    summary="A meter's quantity over a time range",
+    response_model=ReadingSeriesRead,
+    dependencies=[require("readings:read")],
+)
+def readings(
+    serial: Serial,
+    obis: Annotated[
+        str, Path(max_length=32, description="OBIS code, e.g. 1-0:1.8.0 (energy import).")
+    ],
+    session: DbSession,
+    store: Store,
+    settings: SettingsDep,
+    start: Annotated[
+        AwareDatetime | None,
+        Query(description="Inclusive, ISO 8601 with a time zone (default: end - 1 day)."),
+    ] = None,
+    end: Annotated[
+        AwareDatetime | None,
+        Query(description="Exclusive, ISO 8601 with a time zone (default: now)."),
+    ] = None,
+    resolution: Annotated[
+        Resolution, Query(description="raw readings, or 15m / 1h / 1d buckets (UTC-aligned).")
+    ] = "raw",
+    aggregate: Annotated[
+        Aggregate,
+        Query(description="Per bucket: mean, sum, min, max, last, or delta (register increase)."),
+    ] = "mean",
+) -> ReadingSeriesRead:
+    """Raw readings or aggregated buckets with ``start <= t < end``, oldest first.
+
+    At most `max_points_per_query` points (10,000 by default): a larger answer
+    is refused with 422 — narrow the range or pick a coarser resolution.
+    `aggregate` is ignored for raw readings; ``delta`` suits cumulative
+    registers (energy), ``mean``/``max`` instantaneous ones (power, voltage).
+    """
+    end = end or utc_now()
+    start = start or end - DEFAULT_RANGE
+    fleet_queries.installations(session=session, serial=serial)
+    series = service.reading_series(
+        store=store,
+        serial=serial,
+        obis=obis,
+        start=start,
+        end=end,
+        resolution=resolution,
+        aggregate=aggregate,
+        max_points=settings.max_points_per_query,
+    )
+    return ReadingSeriesRead(
+        meter=serial,
+        obis=series.obis,
+        name=service.obis_name(series.obis),
+        resolution=resolution,
+        aggregate=None if resolution == "raw" else aggregate,
+        start=start,
+        end=end,
+        unit=series.unit,
+        points=[
+            ReadingPoint(
+                at=point.at,
+                value=point.value,
+                unit=point.unit,
+                quality=point.quality,
+                count=point.count,
+            )
+            for point in series.points
+        ],
+    )
