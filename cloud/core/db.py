@@ -67,7 +67,12 @@ DEFAULT_DATABASE_URL = "sqlite:///var/voltstack.sqlite"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Every module that declares tables: Alembic's env.py and the schema tests
 # import them so that `Base.metadata` is complete.
-MODEL_MODULES = ("cloud.fleet.models", "cloud.ingestion.models")
+MODEL_MODULES = (
+    "cloud.fleet.models",
+    "cloud.ingestion.models",
+    "cloud.users.models",
+    "cloud.customers.models",
+)
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 # Deterministic constraint names: SQLite and PostgreSQL would otherwise invent

@@ -1,0 +1,1 @@
+"""Customers: accounts and the meters linked to them (billing comes later)."""
