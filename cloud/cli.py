@@ -179,16 +179,33 @@ def ingest(
     metrics_port: Annotated[
         int, typer.Option(help="/metrics and /ready on 127.0.0.1 (-1: off, 0: any port).")
     ] = 9620,
+    max_ahead_hours: Annotated[
+        float,
+        typer.Option(
+            help="Drop readings stamped further ahead of this worker's clock "
+            "(a time-compressed demo runs ahead on purpose)."
+        ),
+    ] = 24.0,
+    max_group_messages: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Readings messages already waiting that share one store write and "
+            "one commit (1: one write per message).",
+        ),
+    ] = 16,
 ) -> None:
     """Run an ingestion worker until SIGTERM/SIGINT (docs/ingestion.md)."""
     import logging
     import signal
     import socket
     import threading
+    from datetime import timedelta
     from urllib.parse import urlsplit
 
     from cloud.core.db import make_engine, session_factory
     from cloud.core.exceptions import CloudError
+    from cloud.ingestion.validation import ValidationRules
     from cloud.ingestion.worker import IngestionWorker, WorkerConfig
     from cloud.timeseries import InfluxStore, SqliteStore
 
@@ -209,6 +226,8 @@ def ingest(
         _fail(ValueError(f"--broker: mqtt://host:port or mqtts://host:port expected, got {broker}"))
     if mqtt_version not in (5, 311):
         _fail(ValueError("--mqtt-version: 5 or 311"))
+    if not 0 < max_ahead_hours <= 24 * 366 * 100:
+        _fail(ValueError("--max-ahead-hours: more than 0, at most a century"))
     try:
         if store.startswith("sqlite:///"):
             series = SqliteStore(store.removeprefix("sqlite:///"))
@@ -235,6 +254,8 @@ def ingest(
         tls=url.scheme == "mqtts",
         ca_file=ca_file,
         metrics_port=None if metrics_port < 0 else metrics_port,
+        rules=ValidationRules(max_ahead=timedelta(hours=max_ahead_hours)),
+        max_group_messages=max_group_messages,
     )
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -256,8 +256,11 @@ def make_test_pki(directory: Path, common_name: str = "127.0.0.1") -> TlsFiles:
     return TlsFiles(ca_cert, cert, key)
 
 
-def start_mosquitto(directory: Path, *, tls: TlsFiles | None = None) -> MosquittoServer:
-    """Start a Mosquitto; with `tls`, its one listener speaks TLS (MQTTS)."""
+def start_mosquitto(
+    directory: Path, *, tls: TlsFiles | None = None, options: tuple[str, ...] = ()
+) -> MosquittoServer:
+    """Start a Mosquitto; with `tls`, its one listener speaks TLS (MQTTS);
+    `options` are extra mosquitto.conf lines (e.g. ``max_queued_messages 0``)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = directory / "mosquitto.conf"
@@ -305,6 +308,7 @@ def start_mosquitto(directory: Path, *, tls: TlsFiles | None = None) -> Mosquitt
                 "log_type warning",
                 "log_type notice",
                 "log_type information",
+                *options,
                 "",
             ]
         )
@@ -379,6 +383,33 @@ class InfluxServer:
     def create_database(self, name: str) -> None:
         self.query(f'CREATE DATABASE "{name}"')
 
+    @property
+    def log(self) -> Path:
+        return self.directory / "influxd.log"
+
+    def pings(self) -> bool:
+        """True if ``GET /ping`` answers 204 right now."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as response:
+                return bool(response.status == 204)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self) -> None:
+        """Stop influxd (clients get connection refused); `start` brings it back."""
+        stop(self.process)
+
+    def kill(self) -> None:
+        """SIGKILL influxd, like a crash: only what its WAL holds survives."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def start(self) -> None:
+        """(Re)start influxd on the same ports and folders: users and data are kept."""
+        self.process = _launch_influxd(self.directory)
+        wait_until(self.pings, what="influxd", process=self.process, log=self.log)
+
 
 def _influx_config(directory: Path, http_port: int, rpc_port: int) -> str:
     return f"""
@@ -413,26 +444,24 @@ bind-address = "127.0.0.1:{rpc_port}"
 """
 
 
-def start_influxd(directory: Path) -> InfluxServer:
+def _launch_influxd(directory: Path) -> subprocess.Popen[bytes]:
+    """Run influxd on the config in `directory`, appending to its log."""
     binary = require_binary("/usr/bin/influxd", "influxdb")
+    with (directory / "influxd.log").open("ab") as log_file:
+        return subprocess.Popen(
+            [binary, "run", "-config", str(directory / "influxdb.conf")],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def start_influxd(directory: Path) -> InfluxServer:
     http_port, rpc_port = free_port(), free_port()
     config = directory / "influxdb.conf"
     config.write_text(_influx_config(directory, http_port, rpc_port))
-    log = directory / "influxd.log"
-    with log.open("wb") as log_file:
-        process = subprocess.Popen(
-            [binary, "run", "-config", str(config)], stdout=log_file, stderr=subprocess.STDOUT
-        )
+    process = _launch_influxd(directory)
     server = InfluxServer("127.0.0.1", http_port, directory, process)
-
-    def pings() -> bool:
-        try:
-            with urllib.request.urlopen(f"{server.url}/ping", timeout=1) as response:
-                return bool(response.status == 204)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    wait_until(pings, what="influxd", process=process, log=log)
+    wait_until(server.pings, what="influxd", process=process, log=server.log)
     # With auth on and no user yet, InfluxDB 1.x accepts exactly this query.
     create_admin = (
         f"CREATE USER \"{server.admin_username}\" WITH PASSWORD '{server.admin_password}' "

@@ -1,11 +1,15 @@
 """The ingestion worker: MQTT in, time-series store and operational DB out.
 
 Strategy: paho-mqtt's network thread only queues what arrives; one
-processing thread takes the messages in order, validates them
-(cloud.ingestion.validation), writes the valid readings to the time-series
-store, commits the bookkeeping (sequence, per-minute counters, dead letters)
-to the operational database, and only then acknowledges the message
-(``manual_ack=True``). docs/ingestion.md tells the whole story.
+processing thread takes the messages in order — the readings messages that
+are already waiting as one group (up to `max_group_messages`) — validates
+them (cloud.ingestion.validation; the group's gateways and meters in one
+query), writes the group's valid readings to the time-series store in one
+write, commits the group's bookkeeping (sequences, per-minute counters, dead
+letters) to the operational database in one transaction, and only then
+acknowledges its messages, in order (``manual_ack=True``). Grouping is what
+makes a worker fast: one HTTP write and one commit per group instead of per
+message. docs/ingestion.md tells the whole story.
 
 Invariants:
 
@@ -21,7 +25,12 @@ Invariants:
   later one (its packet id means nothing there): it is dropped, and the
   broker redelivers it from the persistent session;
 - writes are idempotent, so redelivery and two workers seeing the same
-  message give exactly-once storage.
+  message give exactly-once storage;
+- a group is all or nothing until its commit: a transient failure retries
+  the whole group (nothing acknowledged); a store refusal (4xx) of the
+  group's write is narrowed down by writing message by message, so one bad
+  message never dead-letters its neighbours; any other error processes the
+  group's messages one by one.
 """
 
 from __future__ import annotations
@@ -32,8 +41,9 @@ import math
 import queue
 import threading
 import time
+from array import array
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,18 +53,18 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.core.db import unit_of_work, utc_now
 from cloud.core.exceptions import DatabaseError
 from cloud.fleet.exceptions import GatewayNotFound, InvalidSequence
-from cloud.fleet.models import Gateway
+from cloud.fleet.models import Gateway, Meter
 from cloud.fleet.service import (
     add_dead_letter,
     advance_sequence,
     count_ingestion,
-    meters_of_gateway,
     record_status,
 )
 from cloud.ingestion.models import DeadLetterReason
@@ -90,6 +100,8 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 # Extra reason codes of the worker (DeadLetterReason has the validation ones).
 STORE_REJECTED = "store_rejected"
 INTERNAL_ERROR = "internal_error"
+# Batch dictionaries are indexed by uint16: a merged batch holds at most this many entries.
+_MAX_DICTIONARY = 65_535
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,11 @@ class WorkerConfig:
         retry_initial_s, retry_max_s: back-off between attempts at a message
             while the store or the database is down.
         rules: the validation limits.
+        max_group_messages: readings messages already waiting that are
+            processed together (one store write, one commit); 1 disables
+            grouping. Keep it below `max_in_flight` so the broker refills the
+            queue while a group is written.
+        max_group_bytes: and at most this many payload bytes per group.
         metrics_host, metrics_port: the /metrics and /ready endpoint; port
             None disables it, 0 picks a free port.
     """
@@ -133,6 +150,8 @@ class WorkerConfig:
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
     rules: ValidationRules = field(default_factory=ValidationRules)
+    max_group_messages: int = 16
+    max_group_bytes: int = 4 * 1024 * 1024
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = None
 
@@ -205,6 +224,42 @@ class _Message:
     received_at: datetime
 
 
+@dataclass
+class _Plan:
+    """What one readings message comes to: decided before anything is written.
+
+    `batch` is None when the message was refused before it could be booked
+    (undecodable, or a sender that is not a usable gateway); `valid` holds
+    the readings to store; `refusal` dead-letters the whole message;
+    `partial` the readings dropped by the screening.
+    """
+
+    topic: str
+    gateway_id: str
+    payload: bytes
+    received_at: datetime
+    batch: Batch | None = None
+    valid: Batch | None = None
+    refusal: Refusal | None = None
+    rejected_unbooked: int = 0
+    dropped: int = 0
+    partial: tuple[tuple[bytes, Refusal], ...] = ()
+    stored: int = 0
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """The group's gateways (id → decommissioned) and their meters' installations."""
+
+    decommissioned: dict[str, bool]
+    installations: dict[str, dict[str, list[Installation]]]
+
+
+def _is_readings(topic: str) -> bool:
+    parsed = parse_topic(topic)
+    return parsed is not None and parsed[1] == "readings"
+
+
 def _text(value: Any, limit: int = 64) -> str | None:
     return value[:limit] if isinstance(value, str) and value else None
 
@@ -243,6 +298,8 @@ class IngestionWorker:
         self._lock = threading.Lock()
         self._generation = 0
         self._queue: queue.Queue[_Message] = queue.Queue(maxsize=max(64, 2 * config.max_in_flight))
+        # Taken from the queue but not part of the last group (processing thread only).
+        self._held: _Message | None = None
         self._stopping = threading.Event()
         self._processor: threading.Thread | None = None
         self.subscribed = threading.Event()  # the broker acknowledged our subscriptions
@@ -400,26 +457,88 @@ class IngestionWorker:
                 logger.exception("ingestion processing failed; continuing")
                 self._stopping.wait(1.0)
 
+    def _next_group(self) -> list[_Message]:
+        """The next message, and the readings messages waiting behind it (same connection)."""
+        if self._held is None:
+            try:
+                self._held = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                return []
+        group, self._held = [self._held], None
+        if not _is_readings(group[0].topic):
+            return group
+        size = len(group[0].payload)
+        while len(group) < self.config.max_group_messages:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            size += len(item.payload)
+            if (
+                item.generation != group[0].generation
+                or not _is_readings(item.topic)
+                or size > self.config.max_group_bytes
+            ):
+                self._held = item  # first of the next group
+                break
+            group.append(item)
+        return group
+
     def _process_next(self) -> None:
-        """One message: handled and acknowledged, retried while the store is down."""
-        try:
-            item = self._queue.get(timeout=0.1)
-        except queue.Empty:
+        """One group: handled and acknowledged, retried while the store is down."""
+        group = self._next_group()
+        if not group:
             return
         delay = self.config.retry_initial_s
-        while not self._stopping.is_set() and item.generation == self._generation:
+        while not self._stopping.is_set() and group[0].generation == self._generation:
             try:
-                self.handle(item.topic, item.payload, received_at=item.received_at)
+                if len(group) == 1:
+                    self.handle(group[0].topic, group[0].payload, received_at=group[0].received_at)
+                else:
+                    self.handle_group([(m.topic, m.payload, m.received_at) for m in group])
             except TRANSIENT_ERRORS as error:
                 self._failing = True
                 self.metrics.add("store_errors")
-                logger.warning("cannot store %s now, retry in %.1f s: %s", item.topic, delay, error)
+                logger.warning(
+                    "cannot store %s (%d message(s)) now, retry in %.1f s: %s",
+                    group[0].topic,
+                    len(group),
+                    delay,
+                    error,
+                )
                 self._stopping.wait(delay)
                 delay = min(delay * 2, self.config.retry_max_s)
                 continue
             self._failing = False
-            self._ack(item)
+            for item in group:
+                self._ack(item)
             return
+
+    def handle_group(self, messages: Sequence[tuple[str, bytes, datetime]]) -> None:
+        """Process readings messages together: one store write, one commit.
+
+        Args:
+            messages: (topic, payload, received_at) of ``vs/v1/{gw}/readings`` messages.
+
+        Raises:
+            As `handle`: nothing of the group is committed then, retry it whole.
+        """
+        parsed = [(topic, parse_topic(topic), payload, at) for topic, payload, at in messages]
+        readings = [
+            (topic, found[0], payload, at)
+            for topic, found, payload, at in parsed
+            if found is not None and found[1] == "readings"
+        ]
+        if len(readings) != len(messages):
+            raise ValueError("handle_group takes readings messages only")
+        try:
+            self._handle_readings(readings)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:  # a bug must not cost the group's good messages
+            logger.exception("a group of %d messages failed; one by one", len(messages))
+            for topic, payload, received_at in messages:
+                self.handle(topic, payload, received_at=received_at)
 
     def handle(self, topic: str, payload: bytes, *, received_at: datetime | None = None) -> None:
         """Process one message to the end (stored, dead-lettered, or ignored).
@@ -436,7 +555,7 @@ class IngestionWorker:
         gateway_id, kind = parsed
         try:
             if kind == "readings":
-                self._handle_readings(gateway_id, topic, payload, received_at)
+                self._handle_readings([(topic, gateway_id, payload, received_at)])
             elif kind == "status":
                 self._handle_status(gateway_id, topic, payload, received_at)
             else:
@@ -473,54 +592,75 @@ class IngestionWorker:
         )
         self.metrics.dead_letter(refusal.reason_code)
 
-    def _handle_readings(
-        self, gateway_id: str, topic: str, payload: bytes, received_at: datetime
-    ) -> None:
-        decoded = decode_payload(payload, self.config.rules)
-        if isinstance(decoded, Refusal):
-            self._dead_letter(topic, payload, decoded, gateway_id)
-            return
-        batch = decoded
+    def _handle_readings(self, messages: Sequence[tuple[str, str, bytes, datetime]]) -> None:
+        """(topic, gateway id, payload, received_at) of readings messages, to the end."""
+        plans = []
+        for topic, gateway_id, payload, received_at in messages:
+            plan = _Plan(topic, gateway_id, payload, received_at)
+            decoded = decode_payload(payload, self.config.rules)
+            if isinstance(decoded, Refusal):
+                plan.refusal = decoded
+            else:
+                plan.batch = decoded
+            plans.append(plan)
+        fleet = self._fleet({plan.gateway_id for plan in plans if plan.batch is not None})
+        for plan in plans:
+            if plan.batch is not None:
+                self._screen(plan, fleet)
+        self._write(plans)
+        self._commit(plans)
+
+    def _fleet(self, gateway_ids: set[str]) -> _Fleet:
+        """The gateways and every installation on them (past ones too), in one read."""
+        if not gateway_ids:
+            return _Fleet({}, {})
         with unit_of_work(self.sessions) as session:
-            gateway = session.get(Gateway, gateway_id)
-            refusal = check_gateway(
-                topic_gateway=gateway_id,
-                batch_gateway=batch.gateway_id,
-                known=gateway is not None,
-                decommissioned=gateway is not None and gateway.decommissioned_at is not None,
-            )
-            installations: dict[str, list[Installation]] = {}
-            if refusal is None:
-                for meter in meters_of_gateway(
-                    session=session, gateway_id=gateway_id, include_removed=True
-                ):
-                    removed = to_ms(meter.removed_at) if meter.removed_at else None
-                    installations.setdefault(meter.serial, []).append(
-                        Installation(to_ms(meter.installed_at), removed)
-                    )
-        if refusal is not None:
-            self.metrics.add("readings_rejected", len(batch))
-            self._dead_letter(topic, payload, refusal, gateway_id)
+            decommissioned = {
+                gateway_id: at is not None
+                for gateway_id, at in session.execute(
+                    select(Gateway.id, Gateway.decommissioned_at).where(Gateway.id.in_(gateway_ids))
+                )
+            }
+            installations: dict[str, dict[str, list[Installation]]] = {
+                gateway_id: {} for gateway_id in decommissioned
+            }
+            for gateway_id, serial, installed_at, removed_at in session.execute(
+                select(Meter.gateway_id, Meter.serial, Meter.installed_at, Meter.removed_at)
+                .where(Meter.gateway_id.in_(gateway_ids))
+                .order_by(Meter.serial, Meter.installed_at)
+            ):
+                removed = to_ms(removed_at) if removed_at else None
+                installations[gateway_id].setdefault(serial, []).append(
+                    Installation(to_ms(installed_at), removed)
+                )
+        return _Fleet(decommissioned, installations)
+
+    def _screen(self, plan: _Plan, fleet: _Fleet) -> None:
+        """Sender, meters, then each reading: fills in the plan."""
+        batch, gateway_id = plan.batch, plan.gateway_id
+        assert batch is not None
+        known = gateway_id in fleet.decommissioned
+        refusal = check_gateway(
+            topic_gateway=gateway_id,
+            batch_gateway=batch.gateway_id,
+            known=known,
+            decommissioned=known and fleet.decommissioned[gateway_id],
+        )
+        if refusal is not None:  # not booked: there is no gateway row to book on
+            plan.refusal, plan.batch, plan.rejected_unbooked = refusal, None, len(batch)
             return
-        foreign = meters_not_on_gateway(batch, installations)
+        foreign = meters_not_on_gateway(batch, fleet.installations.get(gateway_id, {}))
         if foreign:
             shown = ", ".join(foreign[:10]) + (" …" if len(foreign) > 10 else "")
-            refusal = Refusal(
+            plan.refusal = Refusal(
                 DeadLetterReason.METER_NOT_ON_GATEWAY,
                 f"{len(foreign)} meter(s) not installed on {gateway_id} at their readings' "
                 f"time: {shown}; the whole batch is refused",
             )
-            self._book(gateway_id, topic, batch, received_at, payload, stored=0, refusal=refusal)
             return
-
-        screening = screen_readings(batch, now_ms=to_ms(received_at), rules=self.config.rules)
-        valid = batch if not screening.rejected else select_readings(batch, screening.valid)
-        try:
-            stored = self.store.write_batch(valid) if len(valid) else 0
-        except PointsRejected as error:
-            refusal = Refusal(STORE_REJECTED, f"the store refused the batch: {error}")
-            self._book(gateway_id, topic, batch, received_at, payload, stored=0, refusal=refusal)
-            return
+        screening = screen_readings(batch, now_ms=to_ms(plan.received_at), rules=self.config.rules)
+        plan.valid = batch if not screening.rejected else select_readings(batch, screening.valid)
+        plan.dropped = screening.rejected
         partial = []
         for code, indices, why in (
             (DeadLetterReason.TIMESTAMP_OUT_OF_WINDOW, screening.out_of_window, "timestamp"),
@@ -537,63 +677,98 @@ class IngestionWorker:
                         ),
                     )
                 )
-        self._book(
-            gateway_id,
-            topic,
-            batch,
-            received_at,
-            payload,
-            stored=stored,
-            dropped=screening.rejected,
-            partial=tuple(partial),
-        )
-        self.metrics.add("readings_stored", stored)
-        self.metrics.lag_s = max(0.0, (to_ms(self.clock()) - batch.created_at_ms) / 1000)
+        plan.partial = tuple(partial)
 
-    def _book(
-        self,
-        gateway_id: str,
-        topic: str,
-        batch: Batch,
-        received_at: datetime,
-        payload: bytes,
-        *,
-        stored: int,
-        dropped: int = 0,
-        refusal: Refusal | None = None,
-        partial: tuple[tuple[bytes, Refusal], ...] = (),
-    ) -> None:
-        """Sequence, counters and dead letters of one batch, in one transaction."""
-        rejected = len(batch) - stored if refusal else dropped
-        gap = duplicate = 0
-        with unit_of_work(self.sessions) as session:
+    def _write(self, plans: list[_Plan]) -> None:
+        """The valid readings of every plan, in as few store writes as the format allows."""
+        pending = [p for p in plans if p.refusal is None and p.valid is not None and len(p.valid)]
+        if len(pending) > 1:
             try:
-                check = advance_sequence(
-                    session=session, gateway_id=gateway_id, sequence=batch.sequence
-                )
-                gap, duplicate = check.gap, int(check.duplicate)
-            except InvalidSequence:
-                logger.warning(
-                    "gateway %s sent sequence %d: not tracked", gateway_id, batch.sequence
-                )
-            count_ingestion(
-                session=session,
-                gateway_id=gateway_id,
-                at=received_at,
-                readings_accepted=stored,
-                readings_rejected=rejected,
-                batches=1,
-                sequence_gaps=gap,
-                duplicates=duplicate,
+                for merged in _merge([p.valid for p in pending if p.valid is not None]):
+                    self.store.write_batch(merged)
+            except PointsRejected as error:
+                # Someone's points are refused: find whose, without refusing the others.
+                logger.warning("store refused a group of %d: one by one (%s)", len(pending), error)
+            else:
+                for plan in pending:
+                    plan.stored = len(plan.valid) if plan.valid is not None else 0
+                return
+        for plan in pending:
+            assert plan.valid is not None
+            try:
+                plan.stored = self.store.write_batch(plan.valid)
+            except PointsRejected as error:
+                plan.refusal = Refusal(STORE_REJECTED, f"the store refused the batch: {error}")
+                plan.stored, plan.partial = 0, ()  # the whole payload is kept instead
+
+    def _commit(self, plans: list[_Plan]) -> None:
+        """Sequences, counters and dead letters of the plans, in one transaction."""
+        counts = {"batches": 0, "readings_rejected": 0, "sequence_gaps": 0, "duplicates": 0}
+        letters: list[str] = []
+        lag_from_ms: int | None = None
+        with unit_of_work(self.sessions) as session:
+            for plan in plans:
+                if plan.batch is not None:
+                    gap, duplicate, rejected = self._book(session, plan)
+                    counts["batches"] += 1
+                    counts["readings_rejected"] += rejected
+                    counts["sequence_gaps"] += gap
+                    counts["duplicates"] += duplicate
+                    lag_from_ms = plan.batch.created_at_ms
+                counts["readings_rejected"] += plan.rejected_unbooked
+                refusals = [(plan.payload, plan.refusal)] if plan.refusal else []
+                for payload, refusal in [*refusals, *plan.partial]:
+                    self._add_dead_letter(session, plan.topic, payload, refusal, plan.gateway_id)
+                    letters.append(refusal.reason_code)
+        for name, amount in counts.items():
+            self.metrics.add(name, amount)
+        for code in letters:
+            self.metrics.dead_letter(code)
+        stored = sum(plan.stored for plan in plans)
+        if stored:
+            self.metrics.add("readings_stored", stored)
+        if lag_from_ms is not None:
+            self.metrics.lag_s = max(0.0, (to_ms(self.clock()) - lag_from_ms) / 1000)
+
+    def _book(self, session: Session, plan: _Plan) -> tuple[int, int, int]:
+        """Sequence and per-minute counters of one batch; (gap, duplicate, rejected)."""
+        batch = plan.batch
+        assert batch is not None
+        rejected = len(batch) - plan.stored if plan.refusal else plan.dropped
+        gap = duplicate = 0
+        try:
+            check = advance_sequence(
+                session=session, gateway_id=plan.gateway_id, sequence=batch.sequence
             )
-            if refusal is not None:
-                self._dead_letter(topic, payload, refusal, gateway_id, session=session)
-            for part, why in partial:
-                self._dead_letter(topic, part, why, gateway_id, session=session)
-        self.metrics.add("batches")
-        self.metrics.add("readings_rejected", rejected)
-        self.metrics.add("sequence_gaps", gap)
-        self.metrics.add("duplicates", duplicate)
+            gap, duplicate = check.gap, int(check.duplicate)
+        except InvalidSequence:
+            logger.warning(
+                "gateway %s sent sequence %d: not tracked", plan.gateway_id, batch.sequence
+            )
+        count_ingestion(
+            session=session,
+            gateway_id=plan.gateway_id,
+            at=plan.received_at,
+            readings_accepted=plan.stored,
+            readings_rejected=rejected,
+            batches=1,
+            sequence_gaps=gap,
+            duplicates=duplicate,
+        )
+        return gap, duplicate, rejected
+
+    def _add_dead_letter(
+        self, session: Session, topic: str, payload: bytes, refusal: Refusal, gateway_id: str
+    ) -> None:
+        add_dead_letter(
+            session=session,
+            topic=topic,
+            payload=payload,
+            reason_code=refusal.reason_code,
+            reason=refusal.reason,
+            gateway_id=gateway_id,
+            received_at=self.clock(),
+        )
 
     def _handle_status(
         self, gateway_id: str, topic: str, payload: bytes, received_at: datetime
@@ -706,3 +881,58 @@ def _json_object(payload: bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return document if isinstance(document, dict) else None
+
+
+def _merge(batches: list[Batch]) -> list[Batch]:
+    """Concatenate batches for few store writes: each result's dictionaries fit uint16."""
+    merged: list[Batch] = []
+    current: list[Batch] = []
+    entries = 0
+    for batch in batches:
+        size = len(batch.meters) + len(batch.obis_codes) + len(batch.units)
+        if current and entries + size > _MAX_DICTIONARY:
+            merged.append(_concatenate(current))
+            current, entries = [], 0
+        current.append(batch)
+        entries += size
+    if current:
+        merged.append(_concatenate(current))
+    return merged
+
+
+def _concatenate(batches: list[Batch]) -> Batch:
+    """One batch holding every reading of `batches` (header of the first: only the
+    readings matter to a store)."""
+    if len(batches) == 1:
+        return batches[0]
+    meters: list[str] = []
+    codes: dict[Any, int] = {}
+    units: dict[str, int] = {}
+    meter_index, obis_index, unit_index = array("H"), array("H"), array("H")
+    timestamps_ms, values, quality = array("q"), array("d"), array("H")
+    for batch in batches:
+        offset = len(meters)
+        meters.extend(batch.meters)
+        code_map = [codes.setdefault(code, len(codes)) for code in batch.obis_codes]
+        unit_map = [units.setdefault(unit, len(units)) for unit in batch.units]
+        meter_index.extend([offset + i for i in batch.meter_index])
+        obis_index.extend([code_map[i] for i in batch.obis_index])
+        unit_index.extend([unit_map[i] for i in batch.unit_index])
+        timestamps_ms.extend(batch.timestamps_ms)
+        values.extend(batch.values)
+        quality.extend(batch.quality)
+    first = batches[0]
+    return Batch(
+        first.gateway_id,
+        first.sequence,
+        first.created_at_ms,
+        meters,
+        list(codes),
+        list(units),
+        meter_index,
+        obis_index,
+        unit_index,
+        timestamps_ms,
+        values,
+        quality,
+    )
