@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from edge_agent.profiles import available_profiles
 from edge_agent.yamlsource import ConfigFileError, load_yaml_file
@@ -22,12 +22,14 @@ __all__ = [
     "AgentConfig",
     "BufferConfig",
     "ConfigFileError",
+    "DlmsSerialBusConfig",
     "DlmsTcpBusConfig",
     "GatewayConfig",
     "HealthConfig",
     "MeterConfig",
     "OpticalBusConfig",
     "SerialBusConfig",
+    "SimulationConfig",
     "TcpBusConfig",
     "UplinkConfig",
     "load_config",
@@ -89,6 +91,9 @@ class BufferConfig(_Strict):
     max_readings: int = Field(default=5_000_000, ge=1000)
     max_age_days: float = Field(default=35.0, gt=0)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # A cap on the database file below the disk's size; when the cap (or the
+    # disk) is reached the oldest readings make room (docs/buffer.md).
+    max_db_bytes: int | None = Field(default=None, ge=65_536)
 
 
 class HealthConfig(_Strict):
@@ -116,6 +121,10 @@ class MeterConfig(_Strict):
     turnaround_ms: float | None = Field(default=None, ge=0)  # overrides the profile
     timeout_ms: float = Field(default=500, gt=0)
     retries: int = Field(default=1, ge=0, le=5)
+    # DLMS: how far back the load profile is caught up (first contact, and
+    # after an outage of the gateway or the meter); the simulated meters keep 40 days.
+    catch_up_days: float = Field(default=10.0, gt=0, le=400)
+    read_events: bool = True  # DLMS: the standard event log each cycle
 
     @model_validator(mode="after")
     def _known_profile(self) -> MeterConfig:
@@ -167,6 +176,27 @@ class DlmsTcpBusConfig(_Strict):
     meters: list[MeterConfig] = Field(min_length=1, max_length=1)
 
 
+class DlmsSerialBusConfig(_Strict):
+    """DLMS meters speaking HDLC on one RS-485 line (IEC 62056-46), one at a time."""
+
+    name: str
+    link: Literal["dlms-serial"]
+    port: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    meters: list[MeterConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_addresses(self) -> DlmsSerialBusConfig:
+        addresses = [meter.physical_address for meter in self.meters]
+        if len(self.meters) > 1 and None in addresses:
+            raise ValueError("every meter on a shared HDLC line needs a physical_address")
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("two meters on one line share a physical_address")
+        return self
+
+
 class OpticalBusConfig(_Strict):
     """A meter read at its optical port (IEC 62056-21), one probe each."""
 
@@ -180,9 +210,29 @@ class OpticalBusConfig(_Strict):
 
 
 BusConfig = Annotated[
-    SerialBusConfig | TcpBusConfig | DlmsTcpBusConfig | OpticalBusConfig,
+    SerialBusConfig | TcpBusConfig | DlmsTcpBusConfig | DlmsSerialBusConfig | OpticalBusConfig,
     Field(discriminator="link"),
 ]
+
+
+class SimulationConfig(_Strict):
+    """Simulated time, for demos and tests against simulated meters only.
+
+    The agent's clock (its schedule and the timestamps it gives readings)
+    runs `speed` times faster than real time from `epoch`, the real moment at
+    which both clocks showed the same time: simulated = epoch + (real − epoch)
+    × speed. `voltstack-sim fleet` writes this section for its own clock, so a
+    day of 15-minute data takes 24 minutes (docs/demo.md, "Simulated time").
+    Never set it on a gateway in the field.
+    """
+
+    epoch: AwareDatetime
+    speed: float = Field(gt=0, le=10_000)
+
+    def simulated_s(self, real_s: float) -> float:
+        """The simulated epoch seconds at real epoch seconds `real_s`."""
+        start = self.epoch.timestamp()
+        return start + (real_s - start) * self.speed
 
 
 class AgentConfig(_Strict):
@@ -193,6 +243,7 @@ class AgentConfig(_Strict):
     buffer: BufferConfig = BufferConfig()
     health: HealthConfig = HealthConfig()
     buses: list[BusConfig] = Field(default_factory=list)
+    simulation: SimulationConfig | None = None  # demos and tests only
 
     @model_validator(mode="after")
     def _unique_names(self) -> AgentConfig:

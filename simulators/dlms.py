@@ -70,6 +70,11 @@ unsigned): 1 power down, 2 power up, 40 terminal cover opened (`tamper()`).
 
 The meter's clock is its own: it runs `faults.clock_drift_s_per_day` fast
 (or slow) since the install moment, and the clock object shows that time.
+The management client may set it (xDLMS SET-Request-Normal on the clock's
+attribute 2, Green Book §9.3.6; `CosemSession._set`): the meter then keeps
+the difference as `clock_offset_s`; a public client's SET is answered
+read-write-denied. Any other SET is not supported (an ExceptionResponse, as
+for every other unknown service).
 """
 
 from __future__ import annotations
@@ -160,6 +165,7 @@ _PUBLIC_OBJECTS = {LN_LOGICAL_DEVICE_NAME, LN_SERIAL_NUMBER, LN_CLOCK}
 # GET-Response-With-Datablock header: tag, choice, invoke id, last-block,
 # block number (4), raw-data choice, raw-data length (3 at most).
 _DATABLOCK_OVERHEAD = 12
+_SET_REQUEST_NORMAL = b"\xc1\x01"  # set-request tag, normal choice
 _MIN_PDU_SIZE = 32
 
 
@@ -302,6 +308,7 @@ class DlmsMeter:
     events: list[tuple[float, int]] = field(default_factory=list)
     outages: list[list[float | None]] = field(default_factory=list)
     requests: int = 0
+    clock_offset_s: float = 0.0  # what a clock SET moved the clock by (and tests set)
 
     def __post_init__(self) -> None:
         if self.installed_s is None:
@@ -322,7 +329,13 @@ class DlmsMeter:
         """The meter's own clock at simulated time `at_s` (drift since install)."""
         assert self.installed_s is not None
         elapsed = max(0.0, at_s - self.installed_s)
-        return at_s + self.faults.clock_drift_s_per_day * elapsed / 86_400
+        drift_s = self.faults.clock_drift_s_per_day * elapsed / 86_400
+        return at_s + drift_s + self.clock_offset_s
+
+    def set_clock(self, meter_s: float, at_s: float | None = None) -> None:
+        """The clock object's attribute 2 written: from now on it shows `meter_s` at `at_s`."""
+        now = self.clock.now() if at_s is None else at_s
+        self.clock_offset_s += meter_s - self.meter_time(now)
 
     @property
     def is_down(self) -> bool:
@@ -551,6 +564,12 @@ class DlmsMeter:
         ]
 
 
+def _is_clock_time(set_request: bytes) -> bool:
+    """A SET-Request-Normal for the clock's attribute 2 (time)?"""
+    descriptor = (int.from_bytes(set_request[3:5], "big"), set_request[5:11], set_request[11])
+    return descriptor == (CLASS_CLOCK, LN_CLOCK, 2)
+
+
 def _select_rows(
     rows: list[tuple[float, tuple[object, ...]]],
     columns: tuple[tuple[object, ...], ...],
@@ -668,6 +687,8 @@ class CosemSession:
     def receive_apdu(self, data: bytes) -> bytes | None:
         """Take one request APDU; return the answer's bytes (None: nothing to answer)."""
         self.meter.requests += 1
+        if data[:2] == _SET_REQUEST_NORMAL and len(data) >= 14 and _is_clock_time(data):
+            return self._set(data)  # any other SET: not supported (below, as before)
         try:
             request = apdu.parse_apdu(data)
         except CodecError as exc:
@@ -683,6 +704,36 @@ class CosemSession:
                 ExceptionStateError.SERVICE_NOT_ALLOWED, ExceptionServiceError.OTHER_REASON
             )
         return None if response is None else apdu.encode_apdu(response)  # type: ignore[arg-type]
+
+    def _set(self, data: bytes) -> bytes:
+        """SET-Request-Normal (Green Book §9.3.6): only the clock's time, by the management
+        client. Layout: C1 01 invoke, class-id (2), instance-id (6), attribute (1),
+        access-selection flag (1, must be 0), the value (A-XDR Data)."""
+        if not self.associated:  # as for a GET outside an association
+            return apdu.encode_apdu(
+                ExceptionResponse(
+                    ExceptionStateError.SERVICE_NOT_ALLOWED,
+                    ExceptionServiceError.OPERATION_NOT_POSSIBLE,
+                )
+            )
+        invoke = data[2]
+        result = DataAccessResult.SUCCESS
+        if data[12] != 0:
+            result = DataAccessResult.OTHER_REASON  # no selective access on a clock
+        elif self.client_address != MANAGEMENT_CLIENT:
+            result = DataAccessResult.READ_WRITE_DENIED
+        else:
+            try:
+                value = axdr.decode(data[13:])
+                when = axdr.decode_date_time(value)  # type: ignore[arg-type]
+                moment = when if isinstance(when, dt.datetime) else when.to_datetime()
+                if moment is None:
+                    raise ValueError("a date-time with wildcards")
+                self.meter.set_clock(moment.timestamp())
+            except (CodecError, ValueError, TypeError) as exc:
+                log.debug("bad clock SET: %s", exc)
+                result = DataAccessResult.TYPE_UNMATCHED
+        return bytes((0xC5, 0x01, invoke, int(result)))
 
     def _exception(self, data: bytes) -> bytes:
         service_error = (

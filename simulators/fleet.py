@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -417,7 +418,7 @@ class Fleet:
                         }
                     )
         buses.extend(self._dlms_buses(gateway))
-        return {
+        config: dict[str, Any] = {
             "gateway": {"id": gateway.id, "site": "simulated"},
             "uplink": {"broker": self.spec.broker, "username": gateway.id},
             # Ephemeral: several simulated gateways' agents share one machine.
@@ -425,6 +426,18 @@ class Fleet:
             "buffer": {"path": str(self.state_dir / "agents" / f"{gateway.id}.buffer.sqlite")},
             "buses": buses,
         }
+        if self.clock.speed != 1:
+            config["simulation"] = self._simulation_section()
+        return config
+
+    def _simulation_section(self) -> dict[str, Any]:
+        """The agent's `simulation:` section: our clock as (epoch, speed), where
+        epoch is the real moment at which the simulated clock equals real time
+        (for any clock running `speed` times real time, sim = E + (real − E) × speed)."""
+        speed = self.clock.speed
+        real_s, simulated_s = time.time(), self.clock.now()
+        epoch_s = (speed * real_s - simulated_s) / (speed - 1)
+        return {"epoch": datetime.fromtimestamp(epoch_s, UTC).isoformat(), "speed": speed}
 
     def _dlms_buses(self, gateway: GatewaySpec) -> list[dict[str, Any]]:
         """One bus per DLMS meter: a TCP connection or an optical probe each."""

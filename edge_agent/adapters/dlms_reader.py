@@ -46,7 +46,7 @@ from gurux_dlms.objects import (  # type: ignore[import-untyped]
 
 from edge_agent.domain.readings import QualityFlag, Reading
 from edge_agent.profiles import DeviceProfile, load_profile
-from fastcodec import axdr, hdlc
+from fastcodec import apdu, axdr, hdlc
 from fastcodec.exceptions import CodecError
 from firmware_bridge.exceptions import (
     AssociationRejected,
@@ -331,6 +331,15 @@ class DlmsSession:
         what = f"GET {item.logicalName}/{attribute}"
         return self._transfer(self.client.read(item, attribute), what).value
 
+    def set(self, item: Any, attribute: int) -> None:
+        """SET one attribute to the value `item` holds (gurux builds the request).
+
+        Raises:
+            DataAccessError: the meter refused.
+            DlmsTimeout: no answer.
+        """
+        self._transfer(self.client.write(item, attribute), f"SET {item.logicalName}/{attribute}")
+
     def get_raw(self, frames: Any, what: str) -> bytes:
         """Run a GET and return the answer's raw Data encoding (for fastcodec)."""
         reply = self._transfer(frames, what)
@@ -424,6 +433,22 @@ class DlmsMeterReader:
         if when is None:
             raise DataAccessError(self.name, "clock: the meter sent a date-time with wildcards")
         return when
+
+    def set_clock(self, session: DlmsSession, when: dt.datetime) -> None:
+        """Set the meter's clock (0-0:1.0.0.255 attribute 2) to `when` (aware).
+
+        The value is our own COSEM date-time encoding (fastcodec), handed to
+        gurux's SET as an octet-string, so gurux's local-time conversions stay out.
+
+        Raises:
+            DataAccessError: the meter refused (read-write-denied for a public client, …).
+            DlmsTimeout: no answer.
+        """
+        if when.utcoffset() is None:
+            raise ValueError("set_clock needs an aware datetime")
+        clock = GXDLMSClock(_dotted(CLOCK))
+        clock.time = apdu.cosem_date_time(when)
+        session.set(clock, 2)
 
     # -- registers ------------------------------------------------------------
 

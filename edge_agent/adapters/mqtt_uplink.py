@@ -74,7 +74,9 @@ class UplinkState:
     readings_acknowledged: int = 0
     last_puback_at: float | None = None
     last_error: str = ""
-    in_flight: dict[int, int] = field(default_factory=dict)  # mid → lease id
+    # (client, mid) → lease id: a mid names a message only within one
+    # connection's client (a fresh client per connection starts again at 1).
+    in_flight: dict[tuple[object, int], int] = field(default_factory=dict)
 
 
 class MqttUplink:
@@ -100,7 +102,8 @@ class MqttUplink:
         self.config, self.gateway_id, self.version = config, gateway_id, version
         self.topics = topics_of(gateway_id)
         self.state = UplinkState()
-        self.acknowledged: queue.Queue[int] = queue.Queue()  # lease ids, for the pump
+        # PUBACKs as (client, mid), from paho's thread to the pump's.
+        self.acknowledged: queue.Queue[tuple[object, int]] = queue.Queue()
         self._status, self._on_command = status, on_command
         self._started_at = time.time()
         self._stop = threading.Event()
@@ -222,11 +225,17 @@ class MqttUplink:
         if not self.state.connected:
             return False
         payload = encode_lease(self.gateway_id, lease)
-        with self._lock:  # the mid must be known before its PUBACK can arrive
-            info = self._client.publish(self.topics["readings"], payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return False
-            self.state.in_flight[info.mid] = lease.lease_id
+        client = self._client
+        # No lock of ours around paho's publish: paho calls on_publish holding
+        # its own message lock, so a lock taken in both orders deadlocks (it
+        # did, at a few thousand batches a second). A PUBACK that arrives
+        # before the line below only waits in `acknowledged` until the pump
+        # (this thread) resolves it.
+        info = client.publish(self.topics["readings"], payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        with self._lock:
+            self.state.in_flight[client, info.mid] = lease.lease_id
         self.state.batches_sent += 1
         return True
 
@@ -244,14 +253,29 @@ class MqttUplink:
         return self._client.publish(topic, json.dumps(result), qos=1).rc == 0
 
     def _on_publish(
-        self, _client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any
+        self, client: mqtt.Client, _userdata: Any, mid: int, _reason: Any, _properties: Any
     ) -> None:
-        with self._lock:
-            lease_id = self.state.in_flight.pop(mid, None)
-        if lease_id is not None:  # a batch (events and status are not leases)
-            self.state.batches_acknowledged += 1
+        # Paho's thread, inside paho's lock: hand over, take no lock of ours.
+        self.acknowledged.put((client, mid))
+
+    def take_acknowledged(self) -> list[int]:
+        """The leases whose batches the broker has acknowledged since the last
+        call (the pump's thread; PUBACKs of events, of the status message and
+        of a connection already given up are skipped)."""
+        leases: list[int] = []
+        while True:
+            try:
+                key = self.acknowledged.get_nowait()
+            except queue.Empty:
+                break
+            with self._lock:
+                lease_id = self.state.in_flight.pop(key, None)
+            if lease_id is not None:
+                leases.append(lease_id)
+        if leases:
+            self.state.batches_acknowledged += len(leases)
             self.state.last_puback_at = time.time()
-            self.acknowledged.put(lease_id)
+        return leases
 
     def drop_in_flight(self) -> list[int]:
         """The leases whose PUBACK never came (connection lost): to release."""
@@ -282,16 +306,38 @@ class UplinkPump:
     """Moves leases from the buffer to the uplink, and PUBACKs back (one thread,
     so leases go out in order; the buffer itself is thread-safe).
 
+    The replay throttle: of the `max_inflight` places for unacknowledged
+    batches, the last `live_reserve` are for the live lane only (leases with
+    ``backlog=False``), so a replay that fills the window still leaves live
+    readings a place to go out the moment they are taken; and every lease
+    gives `live_share` of its readings to the live lane first
+    (docs/buffer.md, "Send order").
+
     Args:
         buffer: the store-and-forward buffer.
         uplink: the MQTT connection.
         batch_readings: readings per batch.
+        live_share: the part of each lease reserved for the live lane.
+        live_reserve: places in flight the backlog may not take (default: a
+            quarter of `max_inflight`, at least 1 when there are 2 or more).
     """
 
     def __init__(
-        self, buffer: ReadingBuffer, uplink: MqttUplink, *, batch_readings: int = 1000
+        self,
+        buffer: ReadingBuffer,
+        uplink: MqttUplink,
+        *,
+        batch_readings: int = 1000,
+        live_share: float = 0.5,
+        live_reserve: int | None = None,
     ) -> None:
         self.buffer, self.uplink, self.batch_readings = buffer, uplink, batch_readings
+        self.live_share = live_share
+        window = uplink.config.max_inflight
+        reserve = max(1, window // 4) if live_reserve is None else live_reserve
+        # With one place in flight there is nothing to reserve: the backlog
+        # must be able to move at all.
+        self.backlog_places = max(1, window - reserve)
         self._connection = 0  # UplinkState.connects when we last looked
 
     def pump_once(self) -> int:
@@ -306,11 +352,15 @@ class UplinkPump:
                 self.buffer.release(lease_id)
             self._connection = state.connects
         sent = 0
-        while (
-            self.uplink.state.connected
-            and len(self.uplink.state.in_flight) < self.uplink.config.max_inflight
-        ):
-            lease = self.buffer.lease(self.batch_readings)
+        while self.uplink.state.connected:
+            in_flight = len(self.uplink.state.in_flight)
+            if in_flight >= self.uplink.config.max_inflight:
+                break
+            lease = self.buffer.lease(
+                self.batch_readings,
+                live_share=self.live_share,
+                backlog=in_flight < self.backlog_places,
+            )
             if lease is None:
                 break
             if not self.uplink.publish_lease(lease):
@@ -320,9 +370,5 @@ class UplinkPump:
         return sent
 
     def _apply_acknowledgements(self) -> None:
-        while True:
-            try:
-                lease_id = self.uplink.acknowledged.get_nowait()
-            except queue.Empty:
-                return
+        for lease_id in self.uplink.take_acknowledged():
             self.uplink.state.readings_acknowledged += self.buffer.acknowledge(lease_id)

@@ -5,9 +5,10 @@ Guarantees (docs/buffer.md has the reasons and the measurements):
 - `append` is one transaction; when it returns the readings are committed
   and, with ``synchronous="FULL"`` (the default), on disk. A reading appended
   again with the same (meter, OBIS, at_ms) replaces the buffered one.
-- `lease` hands out a prefix of every meter's pending readings in time order,
-  live meters and backlog sharing the lease (`edge_agent.domain.buffer_policy`),
-  under a per-gateway sequence number kept in the database.
+- `lease` hands out a prefix of each lane's pending readings in time order
+  (live: taken within `live_window_s`; backlog: older), the two lanes sharing
+  the lease (`edge_agent.domain.buffer_policy`), under a per-gateway sequence
+  number kept in the database.
 - Only `acknowledge` (the broker's PUBACK) deletes delivered readings; only
   `enforce_limits` drops undelivered ones, oldest first, never in flight,
   counted per meter in the database.
@@ -29,7 +30,7 @@ Errors, one root:
     ├── BufferCorrupt       not a buffer database, damaged, or a newer schema
     └── BufferClosed        used after `close()`
 
-Schema v1 (`_MIGRATIONS`; `schema_version` holds the version): `meters`
+Schema v2 (`_MIGRATIONS`; `schema_version` holds the version): `meters`
 (serial ↔ small id), `readings` (one row per reading; ``lease_id`` NULL when
 pending), `leases` (in flight: sequence, when), `counters` (the sequence),
 `drops` (per-meter drop totals). SQLite stores no NaN: a NaN value is kept as
@@ -58,7 +59,6 @@ from edge_agent.domain.buffer_policy import (
     DropReport,
     Lease,
     age_cutoff_ms,
-    classify_meters,
     drop_count,
     live_cutoff_ms,
     share_lease,
@@ -139,8 +139,12 @@ _V1 = (
     ) WITHOUT ROWID""",
 )
 
+# v2: leases pick lanes by the reading's own age, not by each meter's oldest
+# reading, so the per-meter index is dead weight on every append and lease.
+_V2 = ("DROP INDEX IF EXISTS readings_pending_by_meter",)
+
 # Migration i takes the schema from version i to i + 1; never edit a shipped one.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _UPSERT = """
@@ -441,17 +445,23 @@ class SqliteBuffer:
             self._meter_ids[serial] = meter_id
             self._serials[meter_id] = serial
 
-    def lease(self, max_readings: int, *, live_share: float = 0.5) -> Lease | None:
+    def lease(
+        self, max_readings: int, *, live_share: float = 0.5, backlog: bool = True
+    ) -> Lease | None:
         """Take the next readings to send and mark them in flight.
 
         Args:
             max_readings: the most readings the message may carry (>= 1).
-            live_share: the part of the lease reserved for live meters (0..1);
-                the other kind gets what live meters do not use, and back.
+            live_share: the part of the lease reserved for the live lane
+                (0..1); the backlog lane gets what the live lane does not
+                use, and back.
+            backlog: False to lease from the live lane only (the uplink keeps
+                places in flight that the replay may not take).
 
         Returns:
             The lease (readings in send order: oldest first, a prefix of each
-            meter's pending readings), or None when nothing is pending.
+            lane's pending readings), or None when nothing (of the lanes
+            asked for) is pending.
 
         Raises:
             ValueError: `max_readings` < 1 or `live_share` outside 0..1.
@@ -463,7 +473,9 @@ class SqliteBuffer:
         with self._unit_of_work("leasing readings") as uow:
             connection = uow.connection
             self._expire_leases(connection, now_s)
-            selections = self._selections(connection, max_readings, live_share, now_s)
+            selections = self._selections(
+                connection, max_readings, live_share, now_s, backlog=backlog
+            )
             if not selections:
                 return None
             (sequence,) = connection.execute(
@@ -507,46 +519,41 @@ class SqliteBuffer:
             )
 
     def _selections(
-        self, connection: sqlite3.Connection, max_readings: int, live_share: float, now_s: float
+        self,
+        connection: sqlite3.Connection,
+        max_readings: int,
+        live_share: float,
+        now_s: float,
+        *,
+        backlog: bool,
     ) -> list[tuple[str, tuple[int, ...], int]]:
-        """What the lease takes: (extra condition, its parameters, how many) per kind."""
+        """What the lease takes: (extra condition, its parameters, how many) per lane."""
         live_from_ms = live_cutoff_ms(now_s, self.live_window_s)
         oldest = connection.execute(_OLDEST_PENDING, (1,)).fetchone()
         if oldest is None:
             return []
         if oldest[2] >= live_from_ms:
-            # Every meter is live (the steady state): one kind, plain time order.
+            # No backlog (the steady state): one lane, plain time order.
             return [("", (), max_readings)]
-        heads = {
-            meter_id: head
-            for meter_id, head in connection.execute(
-                "SELECT meter_id, (SELECT min(at_ms) FROM readings"
-                " INDEXED BY readings_pending_by_meter"
-                " WHERE lease_id IS NULL AND meter_id = meters.meter_id) FROM meters"
-            )
-            if head is not None
-        }
-        live_ids, backlog_ids = classify_meters(heads, live_from_ms)
-        if not live_ids:
-            return [("", (), max_readings)]  # every meter replays
-        # Meter ids are integers from our own table: safe to inline.
-        live = (
-            f" AND at_ms >= ? AND meter_id IN ({','.join(map(str, sorted(live_ids)))})",
-            (live_from_ms,),
-        )
-        backlog = (f" AND meter_id IN ({','.join(map(str, sorted(backlog_ids)))})", ())
+        live = (" AND at_ms >= ?", (live_from_ms,))
+        if not backlog:
+            return [(*live, max_readings)]
+        old = (" AND at_ms < ?", (live_from_ms,))
+        # The live lane is short (minutes of readings): count it, and give the
+        # backlog lane the rest; the backlog lane is never shorter than its
+        # places when it is long, so counting it up to `max_readings` suffices.
         available = [
             connection.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM readings INDEXED BY readings_pending_by_time"
                 f" WHERE lease_id IS NULL{condition} LIMIT ?)",
                 (*parameters, max_readings),
             ).fetchone()[0]
-            for condition, parameters in (live, backlog)
+            for condition, parameters in (live, old)
         ]
         n_live, n_backlog = share_lease(
             max_readings, live_share, live_available=available[0], backlog_available=available[1]
         )
-        return [(*live, n_live), (*backlog, n_backlog)]
+        return [(*live, n_live), (*old, n_backlog)]
 
     def _return(self, connection: sqlite3.Connection, lease_id: int) -> int:
         count = connection.execute(
@@ -642,26 +649,7 @@ class SqliteBuffer:
             )
             if not count:
                 return DropReport()
-            per_meter_rows = connection.execute(
-                "SELECT meter_id, count(*), sum(at_ms < ?)"
-                f" FROM ({_OLDEST_PENDING}) GROUP BY meter_id",
-                (age_from_ms, count),
-            ).fetchall()
-            connection.execute(
-                "DELETE FROM readings WHERE reading_id IN"
-                f" (SELECT reading_id FROM ({_OLDEST_PENDING}))",
-                (count,),
-            )
-            per_meter: dict[str, int] = {}
-            for meter_id, dropped, old in per_meter_rows:
-                serial = self._serial(connection, meter_id)
-                per_meter[serial] = dropped
-                connection.execute(
-                    "INSERT INTO drops (meter, by_age, by_size) VALUES (?, ?, ?)"
-                    " ON CONFLICT (meter) DO UPDATE SET by_age = by_age + excluded.by_age,"
-                    " by_size = by_size + excluded.by_size",
-                    (serial, old, dropped - old),
-                )
+            per_meter = self._drop_oldest(connection, count, age_from_ms)
             uow.commit()
         report = DropReport(by_age=too_old, by_size=count - too_old, per_meter=per_meter)
         logger.warning(
@@ -672,6 +660,57 @@ class SqliteBuffer:
             self.max_readings,
         )
         return report
+
+    def make_room(self, count: int) -> DropReport:
+        """The disk is full: drop the `count` oldest pending readings (by size).
+
+        The same policy as `enforce_limits` (oldest first across all meters,
+        never in flight, counted per meter), for when the file system or
+        `max_db_bytes` refuses an append before `max_readings` is reached:
+        the agent frees room and appends again, so a full disk drops the
+        oldest readings rather than the newest.
+
+        Returns:
+            What was dropped (nothing when every reading is in flight).
+        """
+        if count < 1:
+            return DropReport()
+        # Not fsynced: the point is to free pages now; a power cut that
+        # undoes it only brings back readings the next call drops again.
+        with self._unit_of_work("making room", durable=False) as uow:
+            per_meter = self._drop_oldest(uow.connection, count, age_from_ms=None)
+            uow.commit()
+        report = DropReport(by_size=sum(per_meter.values()), per_meter=per_meter)
+        if report.total:
+            logger.warning("buffer full: dropped the %d oldest readings", report.total)
+        return report
+
+    def _drop_oldest(
+        self, connection: sqlite3.Connection, count: int, age_from_ms: int | None
+    ) -> dict[str, int]:
+        """Delete the `count` oldest pending readings and add them to the
+        per-meter totals (by age when older than `age_from_ms`)."""
+        cutoff = -(2**63) if age_from_ms is None else age_from_ms
+        per_meter_rows = connection.execute(
+            f"SELECT meter_id, count(*), sum(at_ms < ?) FROM ({_OLDEST_PENDING}) GROUP BY meter_id",
+            (cutoff, count),
+        ).fetchall()
+        connection.execute(
+            "DELETE FROM readings WHERE reading_id IN"
+            f" (SELECT reading_id FROM ({_OLDEST_PENDING}))",
+            (count,),
+        )
+        per_meter: dict[str, int] = {}
+        for meter_id, dropped, old in per_meter_rows:
+            serial = self._serial(connection, meter_id)
+            per_meter[serial] = dropped
+            connection.execute(
+                "INSERT INTO drops (meter, by_age, by_size) VALUES (?, ?, ?)"
+                " ON CONFLICT (meter) DO UPDATE SET by_age = by_age + excluded.by_age,"
+                " by_size = by_size + excluded.by_size",
+                (serial, old, dropped - old),
+            )
+        return per_meter
 
     def drop_counters(self) -> DropReport:
         """Every reading ever dropped by the limits, per meter (from the database)."""

@@ -3,25 +3,27 @@
 Pure functions and values, no I/O: `edge_agent.adapters.sqlite_buffer` runs
 them against SQLite, the unit tests run them against lists (docs/buffer.md).
 
-Send order (`select_lease`). Every meter's buffered readings form a queue in
-time order (`at_ms`, then OBIS code). A lease only ever takes a *prefix* of
-each meter's pending queue, so no reading of a meter is sent before an
-earlier reading of the same meter that is still buffered. Meters are of two
-kinds at the moment of the lease:
+Send order (`select_lease`): two lanes. A reading is *live* when it was
+taken within the last `live_window_s` (default 5 minutes), *backlog* when it
+is older (an uplink outage, or a load profile read back after a meter's link
+came back). Each lane is a queue in time order (`at_ms`, then meter, then
+OBIS code), and a lease takes a *prefix* of each lane: within a lane, no
+reading of a meter is sent before an earlier reading of the same meter that
+is still buffered.
 
-- *live*: the oldest pending reading of the meter was taken within the last
-  `live_window_s` (default 5 minutes) — the meter is caught up;
-- *backlog*: the meter still has older readings to replay (an uplink outage,
-  or a load profile read back after the meter's link came back).
-
-A lease of `n` readings gives up to `round(n * live_share)` places to live
-meters and the rest to backlog meters; a kind that has fewer readings than
+A lease of `n` readings gives up to `round(n * live_share)` places to the live
+lane and the rest to the backlog lane; a lane that has fewer readings than
 its places leaves them to the other (work conserving: the uplink never idles
-while either kind waits). Within a kind, readings go oldest first across its
-meters. So a meter that catches up is never again stuck behind another
-meter's replay, and the replay still gets at least `1 - live_share` of the
-uplink. The per-meter order is the stronger promise: a meter's own live
-readings wait for its own backlog (they are sent the moment it is replayed).
+while either lane waits). So live data flows during any replay — the first
+reading a meter takes after the uplink came back goes out in the next lease,
+not after a day of its own backlog — and the replay still gets at least
+`1 - live_share` of every lease. Across the lanes a meter's readings may
+interleave (its newest before its day-old ones); the cloud stores a reading
+by (meter, OBIS, timestamp), so the order of arrival across lanes changes
+nothing stored. A live reading that waits longer than the window moves to
+the backlog lane, behind nothing newer of its meter there: the backlog lane
+only ever holds readings older than the window, whose start only moves
+forward.
 
 Drop policy (`select_drops`). Readings older than `max_age_days` and, after
 those, the oldest readings beyond `max_readings` are dropped, oldest first
@@ -52,13 +54,13 @@ __all__ = [
     "Lease",
     "ReadingBuffer",
     "age_cutoff_ms",
-    "classify_meters",
     "drop_count",
     "live_cutoff_ms",
     "order_key",
     "select_drops",
     "select_lease",
     "share_lease",
+    "split_lanes",
 ]
 
 SECONDS_PER_DAY = 86_400
@@ -107,7 +109,9 @@ class ReadingBuffer(Protocol):
 
     def append(self, readings: Sequence[Reading]) -> None: ...
 
-    def lease(self, max_readings: int, *, live_share: float = 0.5) -> Lease | None: ...
+    def lease(
+        self, max_readings: int, *, live_share: float = 0.5, backlog: bool = True
+    ) -> Lease | None: ...
 
     def release(self, lease_id: int) -> int: ...
 
@@ -149,12 +153,14 @@ def drop_count(*, older_than_cutoff: int, depth: int, pending: int, max_readings
     return min(pending, older_than_cutoff + over_size)
 
 
-def classify_meters(
-    heads_ms: Mapping[str, int], live_from_ms: int
-) -> tuple[frozenset[str], frozenset[str]]:
-    """Split meters by their oldest pending reading: (live, backlog)."""
-    live = frozenset(meter for meter, head in heads_ms.items() if head >= live_from_ms)
-    return live, frozenset(heads_ms.keys() - live)
+def split_lanes(
+    readings: Iterable[Reading], live_from_ms: int
+) -> tuple[list[Reading], list[Reading]]:
+    """Split readings into the two lanes, each in send order: (live, backlog)."""
+    ordered = sorted(readings, key=order_key)
+    live = [reading for reading in ordered if reading.at_ms >= live_from_ms]
+    backlog = [reading for reading in ordered if reading.at_ms < live_from_ms]
+    return live, backlog
 
 
 def share_lease(
@@ -181,29 +187,28 @@ def select_lease(
     *,
     live_share: float = 0.5,
     live_from_ms: int,
+    backlog: bool = True,
 ) -> list[Reading]:
     """The readings the next lease carries, in send order (the reference).
 
     Args:
         pending: buffered readings not in flight, any order.
         max_readings: the most the lease may take (>= 1).
-        live_share: the part of the lease reserved for live meters (0..1).
+        live_share: the part of the lease reserved for the live lane (0..1).
         live_from_ms: `live_cutoff_ms(now_s, live_window_s)`.
+        backlog: False for a lease of the live lane only (the uplink's
+            places in flight that the replay may not take).
 
     Raises:
         ValueError: as `share_lease`.
     """
-    ordered = sorted(pending, key=order_key)
-    heads: dict[str, int] = {}
-    for reading in ordered:
-        heads.setdefault(reading.meter, reading.at_ms)
-    live_meters, _ = classify_meters(heads, live_from_ms)
-    live = [reading for reading in ordered if reading.meter in live_meters]
-    backlog = [reading for reading in ordered if reading.meter not in live_meters]
+    live, old = split_lanes(pending, live_from_ms)
+    if not backlog:
+        old = []
     n_live, n_backlog = share_lease(
-        max_readings, live_share, live_available=len(live), backlog_available=len(backlog)
+        max_readings, live_share, live_available=len(live), backlog_available=len(old)
     )
-    return sorted(live[:n_live] + backlog[:n_backlog], key=order_key)
+    return sorted(live[:n_live] + old[:n_backlog], key=order_key)
 
 
 def select_drops(

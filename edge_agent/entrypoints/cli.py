@@ -329,7 +329,7 @@ def run(
         errors.print(f"invalid configuration, not starting:\n{exc}")
         raise typer.Exit(EXIT_CONFIG) from None
     try:
-        agent = Agent(loaded)
+        agent = Agent(loaded, config_path=config)
     except (LinkError, OSError) as exc:
         errors.print(f"cannot start: {exc}")
         raise typer.Exit(EXIT_LINK) from None

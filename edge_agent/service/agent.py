@@ -18,7 +18,14 @@ Events (JSON on `vs/v1/{gateway}/events`): `gateway_started`,
 `buffer_overflow` (readings dropped by the buffer's policy, with counts).
 Commands (`cmd/{id}`, JSON `{"action": …}`), answered on `cmd_result/{id}`:
 `read_now` (all meters, or `"meters": [serials]`), `status` (the health
-snapshot), `restart` (exit with code 75 so systemd restarts the service).
+snapshot), `restart` (exit with code 75 so systemd restarts the service);
+`reread_profile`, `clock_check`, `clock_sync` and `apply_config` are
+edge_agent/service/commands.py's (answered later, from a bus thread or their own).
+
+DLMS and optical meters (edge_agent/service/dlms_tasks.py) are bus-worker
+tasks like ModbusTask; their load profile is caught up every cycle from the
+marks file beside the buffer, and their event logs become `last_gasp`,
+`power_restored`, `tamper` events stamped with the meters' own time.
 """
 
 from __future__ import annotations
@@ -33,15 +40,28 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version as package_version
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent.adapters.modbus_reader import ModbusMeterReader
 from edge_agent.adapters.mqtt_uplink import MqttUplink, UplinkPump
-from edge_agent.adapters.sqlite_buffer import BufferStoreError, SqliteBuffer
-from edge_agent.config import AgentConfig, MeterConfig, SerialBusConfig, TcpBusConfig
-from edge_agent.domain.readings import Reading
+from edge_agent.adapters.sqlite_buffer import BufferFull, BufferStoreError, SqliteBuffer
+from edge_agent.config import (
+    AgentConfig,
+    DlmsSerialBusConfig,
+    DlmsTcpBusConfig,
+    MeterConfig,
+    OpticalBusConfig,
+    SerialBusConfig,
+    SimulationConfig,
+    TcpBusConfig,
+)
+from edge_agent.domain.buffer_policy import DropReport
+from edge_agent.domain.readings import QualityFlag, Reading
 from edge_agent.domain.schedule import jitter_s, next_due_s
 from edge_agent.profiles import load_profile
+from edge_agent.service import commands
+from edge_agent.service.meter_marks import MeterMarks, write_atomically
 from firmware_bridge.bus import ModbusBus, ModbusTcpBus, PolledDevice
 from firmware_bridge.exceptions import LinkError
 from firmware_bridge.links import (
@@ -51,6 +71,12 @@ from firmware_bridge.links import (
     TcpLink,
     character_time_s,
 )
+from firmware_bridge.optical import OpticalSettings, open_optical_port
+
+if TYPE_CHECKING:
+    # Imported where first needed: they load gurux-dlms (~17 MB), which a
+    # gateway with only Modbus meters never needs (docs/performance.md, agent RSS).
+    from edge_agent.service.dlms_tasks import DlmsLine
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +84,9 @@ __all__ = ["EXIT_RESTART", "Agent"]
 
 EXIT_RESTART = 75  # EX_TEMPFAIL: systemd's Restart=on-failure starts us again
 FAILURES_BEFORE_LOST = 3
+# A full disk frees at least this many of the oldest readings at once, so
+# that the next few cycles' appends do not each hit the wall again.
+FULL_DISK_ROOM_READINGS = 1000
 
 
 class MeterTask(Protocol):
@@ -115,15 +144,31 @@ class BusWorker:
 
     name: str
     link: BytePipe
-    bus: ModbusBus
+    bus: ModbusBus | DlmsLine
     tasks: dict[str, MeterTask]
     health: dict[str, MeterHealth]
-    deliver: Callable[[list[Reading]], None]
+    deliver: Callable[[list[Reading]], object]
     on_state_change: Callable[[MeterHealth, str], None]
     clock: Callable[[], float] = time.time
+    speed: float = 1.0  # clock seconds per real second (simulated time, else 1)
     wake: threading.Event = field(default_factory=threading.Event)
     urgent: set[str] = field(default_factory=set)
     urgent_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Commands that need the line (reread_profile, clock_*): run between reads.
+    jobs: deque[Callable[[], None]] = field(default_factory=deque)
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run `job` on this bus's thread, between two reads (it owns the line)."""
+        self.jobs.append(job)
+        self.wake.set()
+
+    def _run_jobs(self) -> None:
+        while self.jobs:
+            job = self.jobs.popleft()
+            try:
+                job()
+            except Exception:  # a command's bug must not end the bus thread
+                log.exception("bus %s: command job failed", self.name)
 
     def read_soon(self, serials: set[str]) -> None:
         """Read these meters now (a read_now command), whatever their schedule."""
@@ -137,13 +182,14 @@ class BusWorker:
         for meter in self.health.values():
             meter.due_at = self.clock()
         while not stop.is_set():
+            self._run_jobs()
             due = self._due_meters()
             for serial in due:
                 if stop.is_set():
                     break
                 self._read(serial)
             wait = min(m.due_at for m in self.health.values()) - self.clock()
-            self.wake.wait(max(0.0, min(wait, 1.0)))
+            self.wake.wait(max(0.0, min(wait / self.speed, 1.0)))
             self.wake.clear()
 
     def _due_meters(self) -> list[str]:
@@ -199,8 +245,9 @@ class BusWorker:
 class Agent:
     """The whole gateway service, built from its configuration (see module doc)."""
 
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # apply_config rewrites it
         self.version = package_version("voltstack")
         self.started_at = time.time()
         self.stop_event = threading.Event()
@@ -213,6 +260,7 @@ class Agent:
             max_readings=config.buffer.max_readings,
             max_age_days=config.buffer.max_age_days,
             synchronous=config.buffer.synchronous,
+            max_db_bytes=config.buffer.max_db_bytes,
         )
         self.uplink = MqttUplink(
             config.uplink,
@@ -222,15 +270,108 @@ class Agent:
             on_command=self._on_command,
         )
         self.pump = UplinkPump(self.buffer, self.uplink)
-        self.workers = [
-            self._worker(bus)
-            for bus in config.buses
-            if isinstance(bus, SerialBusConfig | TcpBusConfig)
-        ]
+        # Beside the buffer: how far each DLMS meter's profile and event log
+        # were taken (edge_agent/service/meter_marks.py says why a file).
+        self.marks = MeterMarks(
+            config.buffer.path.with_name(f"{config.buffer.path.stem}.marks.json")
+        )
+        self._event_sent: dict[int, Callable[[], None]] = {}
+        self._results: deque[tuple[str, dict[str, Any]]] = deque()
+        # Simulated time (config `simulation:`, demos and tests only): the
+        # schedule and the agent's own timestamps follow the simulated meters.
+        simulation = config.simulation
+        self.speed = simulation.speed if simulation else 1.0
+        self.clock: Callable[[], float] = (
+            (lambda: simulation.simulated_s(time.time())) if simulation else time.time
+        )
+        self.workers = self._build_workers(config)
+        self._bus_stop = threading.Event()
+        self._bus_threads: list[threading.Thread] = []
+        self._workers_lock = threading.Lock()  # apply_config against stop
         self._threads: list[threading.Thread] = []
         self._commands: deque[tuple[str, bytes]] = deque(maxlen=100)
 
     # -- building ----------------------------------------------------------
+
+    def _build_workers(self, config: AgentConfig) -> list[BusWorker]:
+        """One worker per bus. Raises (OSError, ValueError, …) when one cannot be built."""
+        return [
+            self._worker(bus)
+            if isinstance(bus, SerialBusConfig | TcpBusConfig)
+            else self._dlms_worker(bus)
+            for bus in config.buses
+        ]
+
+    def _dlms_worker(
+        self, bus_config: DlmsTcpBusConfig | DlmsSerialBusConfig | OpticalBusConfig
+    ) -> BusWorker:
+        """A DLMS or optical line: its link opens on first use, as for Modbus."""
+        link: BytePipe
+        optical: OpticalSettings | None = None
+        if isinstance(bus_config, DlmsTcpBusConfig):
+            host, port = bus_config.host, bus_config.port
+            link = ReconnectingLink(
+                lambda: TcpLink(host, port), character_time_s=0.0, name=bus_config.name
+            )
+        elif isinstance(bus_config, DlmsSerialBusConfig):
+            serial_bus = bus_config
+            link = ReconnectingLink(
+                lambda: SerialLink(
+                    serial_bus.port,
+                    baudrate=serial_bus.baudrate,
+                    parity=serial_bus.parity,
+                    stopbits=serial_bus.stopbits,
+                ),
+                character_time_s=character_time_s(
+                    serial_bus.baudrate, 8, serial_bus.parity, serial_bus.stopbits
+                ),
+                name=bus_config.name,
+            )
+        else:
+            optical_port = bus_config.port
+            link = ReconnectingLink(
+                lambda: open_optical_port(optical_port),
+                character_time_s=character_time_s(300, 7, "E", 1),
+                name=bus_config.name,
+            )
+            optical = OpticalSettings(
+                mode=bus_config.mode,
+                baud_switch=bus_config.baud_switch,
+                max_baud=bus_config.baudrate,
+            )
+        from edge_agent.service.dlms_tasks import DlmsLine, DlmsTask, OpticalTask, SessionFactory
+
+        line = DlmsLine(link)
+        tasks: dict[str, MeterTask] = {}
+        for meter in bus_config.meters:
+            if optical is not None and optical.mode == "C":
+                tasks[meter.serial] = OpticalTask(meter, line, optical)
+                continue
+            interface = "wrapper" if isinstance(bus_config, DlmsTcpBusConfig) else "hdlc"
+            tasks[meter.serial] = DlmsTask(
+                meter,
+                bus_config.name,
+                line,
+                SessionFactory(line, interface, optical),
+                self._deliver,
+                self.marks,
+                self._meter_event,
+            )
+        health = {
+            m.serial: MeterHealth(m.serial, bus_config.name, m.interval_s)
+            for m in bus_config.meters
+        }
+        return BusWorker(
+            bus_config.name,
+            link,
+            line,
+            tasks,
+            health,
+            self._deliver,
+            self._meter_changed,
+            clock=self.clock,
+            speed=self.speed,
+        )
 
     def _worker(self, bus_config: SerialBusConfig | TcpBusConfig) -> BusWorker:
         # Links open on first use and reopen after a loss (ReconnectingLink):
@@ -265,18 +406,53 @@ class Agent:
             for m in bus_config.meters
         }
         return BusWorker(
-            bus_config.name, link, bus, tasks, health, self._deliver, self._meter_changed
+            bus_config.name,
+            link,
+            bus,
+            tasks,
+            health,
+            self._deliver,
+            self._meter_changed,
+            clock=self.clock,
+            speed=self.speed,
         )
 
     # -- what the workers call -----------------------------------------------
 
-    def _deliver(self, readings: list[Reading]) -> None:
+    def _deliver(self, readings: list[Reading]) -> bool:
+        """Commit readings to the buffer; False (reported) when it refused them."""
+        if self.config.simulation is not None:
+            readings = self._on_simulated_clock(readings, self.config.simulation)
         try:
             with self._buffer_lock:
-                self.buffer.append(readings)
+                self._append_making_room(readings)
         except BufferStoreError as exc:
             log.error("buffer full, %d readings not stored: %s", len(readings), exc)
             self._event("buffer_full", readings_lost=len(readings), detail=str(exc))
+            return False
+        return True
+
+    @staticmethod
+    def _on_simulated_clock(readings: list[Reading], simulation: SimulationConfig) -> list[Reading]:
+        """Readings the agent stamped itself (AGENT_TIMESTAMP: Modbus meters have
+        no clock) move to simulated time; a meter's own stamps already follow it."""
+        return [
+            r._replace(at_ms=round(simulation.simulated_s(r.at_ms / 1000) * 1000))
+            if r.quality & QualityFlag.AGENT_TIMESTAMP
+            else r
+            for r in readings
+        ]
+
+    def _append_making_room(self, readings: list[Reading]) -> None:
+        """Append; on a full disk drop the oldest readings (the buffer's policy),
+        never the new ones, and append again."""
+        try:
+            self.buffer.append(readings)
+            return
+        except BufferFull:
+            report = self.buffer.make_room(max(len(readings), FULL_DISK_ROOM_READINGS))
+        self._report_drops(report)
+        self.buffer.append(readings)  # still full (everything in flight): the caller reports
 
     def _meter_changed(self, meter: MeterHealth, before: str) -> None:
         if meter.state == "lost":
@@ -293,13 +469,18 @@ class Agent:
     def _event(self, kind: str, **fields: Any) -> None:
         self._events.append({"event": kind, **fields})
 
+    def _meter_event(self, event: dict[str, Any], on_sent: Callable[[], None] | None) -> None:
+        """An event from a meter's log; `on_sent` moves its mark once it went out."""
+        if on_sent is not None:
+            self._event_sent[id(event)] = on_sent
+        self._events.append(event)
+
     # -- running -----------------------------------------------------------------
 
     def start(self) -> None:
         self._event("gateway_started", version=self.version)
         self.uplink.start()
-        for worker in self.workers:
-            self._spawn(f"bus-{worker.name}", functools.partial(worker.run, self.stop_event))
+        self._start_workers()
         self._spawn("pump", self._pump_loop)
         log.info(
             "agent %s started: %d buses, %d meters",
@@ -307,6 +488,31 @@ class Agent:
             len(self.workers),
             sum(len(w.tasks) for w in self.workers),
         )
+
+    def _start_workers(self) -> None:
+        self._bus_stop = threading.Event()
+        self._bus_threads = []
+        for worker in self.workers:
+            thread = threading.Thread(
+                target=functools.partial(worker.run, self._bus_stop),
+                name=f"bus-{worker.name}",
+                daemon=True,
+            )
+            thread.start()
+            self._bus_threads.append(thread)
+
+    def _stop_workers(self, timeout_s: float = 30.0) -> None:
+        """Stop the bus threads (each ends its transaction first) and close their lines."""
+        self._bus_stop.set()
+        for worker in self.workers:
+            worker.wake.set()
+        for thread in self._bus_threads:
+            thread.join(timeout=timeout_s)
+            if thread.is_alive():
+                log.error("bus thread %s did not stop within %g s", thread.name, timeout_s)
+        for worker in self.workers:
+            with contextlib.suppress(LinkError):
+                worker.link.close()
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -335,7 +541,9 @@ class Agent:
         return last_limits
 
     def _enforce_limits(self) -> None:
-        report = self.buffer.enforce_limits()
+        self._report_drops(self.buffer.enforce_limits())
+
+    def _report_drops(self, report: DropReport) -> None:
         if report.total:
             log.warning(
                 "buffer limits dropped %d readings (%d by age, %d by size)",
@@ -355,23 +563,25 @@ class Agent:
         while self._events and self.uplink.state.connected:
             if not self.uplink.publish_event(self._events[0]):
                 return
-            self._events.popleft()
+            on_sent = self._event_sent.pop(id(self._events.popleft()), None)
+            if on_sent is not None:
+                on_sent()
 
     def stop(self) -> None:
         self.stop_event.set()
-        for worker in self.workers:
-            worker.wake.set()
+        with self._workers_lock:
+            self._stop_workers(timeout_s=10)
         for thread in self._threads:
             thread.join(timeout=10)
         self.uplink.stop()
-        for worker in self.workers:
-            with contextlib.suppress(LinkError):
-                worker.link.close()
         self.buffer.close()
 
     def healthy(self) -> bool:
         """Every worker thread alive: what the systemd watchdog vouches for."""
-        return all(thread.is_alive() for thread in self._threads)
+        if self._workers_lock.locked():  # apply_config is swapping the bus workers
+            return all(thread.is_alive() for thread in self._threads)
+        threads = self._threads + self._bus_threads
+        return all(thread.is_alive() for thread in threads)
 
     def run_until_stopped(self, heartbeat: Callable[[], None] = lambda: None) -> int:
         """Block until stop() or a restart command; call `heartbeat` every
@@ -390,17 +600,82 @@ class Agent:
         self._commands.append((command_id, payload))  # run in the pump thread
 
     def _run_commands(self) -> None:
+        self._send_results()
         while self._commands:
             command_id, payload = self._commands.popleft()
             try:
                 command = json.loads(payload)
-                result = self._command(command)
+                result = self._command(command, command_id)
             except (ValueError, TypeError, KeyError) as exc:
                 result = {"ok": False, "error": f"bad command: {exc}"}
-            self.uplink.publish_command_result(command_id, result)
+            if result is not None:  # None: answered later, by complete_command
+                self.uplink.publish_command_result(command_id, result)
 
-    def _command(self, command: dict[str, Any]) -> dict[str, Any]:
+    def _send_results(self) -> None:
+        while self._results and self.uplink.state.connected:
+            command_id, result = self._results[0]
+            if not self.uplink.publish_command_result(command_id, result):
+                return
+            self._results.popleft()
+
+    def complete_command(self, command_id: str, result: dict[str, Any]) -> None:
+        """Answer a command that ran elsewhere (a bus thread, apply_config's thread)."""
+        self._results.append((command_id, result))
+
+    def find_dlms_task(self, serial: str) -> tuple[Callable[[Callable[[], None]], None], Any]:
+        """The meter's bus worker's `submit`, and its DLMS task."""
+        from edge_agent.service.dlms_tasks import DlmsTask
+
+        for worker in self.workers:
+            task = worker.tasks.get(serial)
+            if isinstance(task, DlmsTask):
+                return worker.submit, task
+            if task is not None:
+                raise KeyError(f"meter {serial} is not read over DLMS (no clock, no profile)")
+        raise KeyError(f"no meter {serial} on this gateway")
+
+    def apply_new_config(self, config: AgentConfig, text: str) -> dict[str, Any]:
+        """Write the validated config atomically (the old one kept as `.previous`),
+        restart the bus workers on it; on failure restore the old file and workers."""
+        if self.config_path is None:
+            return {"ok": False, "error": "the agent was started without a config file"}
+        path = self.config_path
+        previous = path.read_bytes()
+        write_atomically(path.with_name(f"{path.name}.previous"), previous)
+        write_atomically(path, text.encode("utf-8"))
+        with self._workers_lock:
+            if self.stop_event.is_set():
+                write_atomically(path, previous)
+                return {"ok": False, "error": "the agent is stopping"}
+            self._stop_workers()
+            try:
+                self.workers = self._build_workers(config)
+                self._start_workers()
+            except Exception as exc:  # e.g. an unreadable password_file: back to the old
+                log.error("apply_config: new bus workers failed (%s), rolling back", exc)
+                write_atomically(path, previous)
+                self._stop_workers()
+                self.workers = self._build_workers(self.config)
+                self._start_workers()
+                return {
+                    "ok": False,
+                    "error": f"the new configuration failed to start: {exc}; "
+                    "rolled back to the previous one",
+                    "rolled_back": True,
+                }
+        self.config = config
+        log.info("apply_config: %d buses, %d meters", len(self.workers), self._meter_count())
+        return {"ok": True, "buses": len(self.workers), "meters": self._meter_count()}
+
+    def _meter_count(self) -> int:
+        return sum(len(worker.tasks) for worker in self.workers)
+
+    def _command(self, command: dict[str, Any], command_id: str = "") -> dict[str, Any] | None:
         action = command["action"]
+        if action in commands.METER_ACTIONS:
+            return commands.meter_command(self, command_id, command)
+        if action == "apply_config":
+            return commands.apply_config(self, command_id, command)
         if action == "read_now":
             wanted = set(command.get("meters") or [s for w in self.workers for s in w.tasks])
             for worker in self.workers:

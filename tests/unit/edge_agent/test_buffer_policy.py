@@ -8,13 +8,13 @@ from hypothesis import strategies as st
 
 from edge_agent.domain.buffer_policy import (
     age_cutoff_ms,
-    classify_meters,
     drop_count,
     live_cutoff_ms,
     order_key,
     select_drops,
     select_lease,
     share_lease,
+    split_lanes,
 )
 from edge_agent.domain.readings import Reading
 
@@ -41,6 +41,16 @@ def _is_prefix_per_meter(chosen: list[Reading], pending: list[Reading]) -> bool:
     return True
 
 
+def _is_prefix_per_meter_in_each_lane(
+    chosen: list[Reading], pending: list[Reading], live_from_ms: int
+) -> bool:
+    chosen_live, chosen_backlog = split_lanes(chosen, live_from_ms)
+    pending_live, pending_backlog = split_lanes(pending, live_from_ms)
+    return _is_prefix_per_meter(chosen_live, pending_live) and _is_prefix_per_meter(
+        chosen_backlog, pending_backlog
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     pending=pending_readings,
@@ -48,19 +58,15 @@ def _is_prefix_per_meter(chosen: list[Reading], pending: list[Reading]) -> bool:
     live_share=st.floats(min_value=0.0, max_value=1.0),
     window_s=st.sampled_from([60.0, 300.0, 86_400.0]),
 )
-def test_a_lease_never_sends_a_meter_out_of_order(
+def test_a_lease_never_sends_a_meter_out_of_order_within_a_lane(
     pending: list[Reading], max_readings: int, live_share: float, window_s: float
 ) -> None:
-    chosen = select_lease(
-        pending,
-        max_readings,
-        live_share=live_share,
-        live_from_ms=live_cutoff_ms(NOW_S, window_s),
-    )
+    live_from_ms = live_cutoff_ms(NOW_S, window_s)
+    chosen = select_lease(pending, max_readings, live_share=live_share, live_from_ms=live_from_ms)
     assert len(chosen) == min(max_readings, len(pending))  # the uplink never idles
     assert len(set(chosen)) == len(chosen)
     assert chosen == sorted(chosen, key=order_key)
-    assert _is_prefix_per_meter(chosen, pending)
+    assert _is_prefix_per_meter_in_each_lane(chosen, pending, live_from_ms)
 
 
 @settings(max_examples=300, deadline=None)
@@ -69,22 +75,30 @@ def test_a_lease_never_sends_a_meter_out_of_order(
     max_readings=st.integers(min_value=1, max_value=80),
     live_share=st.floats(min_value=0.0, max_value=1.0),
 )
-def test_live_meters_get_their_share_whatever_the_backlog(
+def test_the_live_lane_gets_its_share_whatever_the_backlog(
     pending: list[Reading], max_readings: int, live_share: float
 ) -> None:
     live_from_ms = live_cutoff_ms(NOW_S, 300.0)
-    heads: dict[str, int] = {}
-    for reading in sorted(pending, key=order_key):
-        heads.setdefault(reading.meter, reading.at_ms)
-    live_meters, backlog_meters = classify_meters(heads, live_from_ms)
-    live_available = sum(1 for r in pending if r.meter in live_meters)
+    live, backlog = split_lanes(pending, live_from_ms)
     chosen = select_lease(pending, max_readings, live_share=live_share, live_from_ms=live_from_ms)
-    live_taken = sum(1 for r in chosen if r.meter in live_meters)
+    live_taken = sum(1 for r in chosen if r.at_ms >= live_from_ms)
     backlog_taken = len(chosen) - live_taken
-    assert live_taken >= min(live_available, round(max_readings * live_share))
-    backlog_available = len(pending) - live_available
-    assert backlog_taken >= min(backlog_available, max_readings - round(max_readings * live_share))
-    assert live_meters.isdisjoint(backlog_meters)
+    assert live_taken >= min(len(live), round(max_readings * live_share))
+    assert backlog_taken >= min(len(backlog), max_readings - round(max_readings * live_share))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pending=pending_readings,
+    max_readings=st.integers(min_value=1, max_value=80),
+)
+def test_a_live_only_lease_takes_no_backlog(pending: list[Reading], max_readings: int) -> None:
+    live_from_ms = live_cutoff_ms(NOW_S, 300.0)
+    live, _ = split_lanes(pending, live_from_ms)
+    chosen = select_lease(
+        pending, max_readings, live_share=0.5, live_from_ms=live_from_ms, backlog=False
+    )
+    assert chosen == live[:max_readings]
 
 
 def test_a_caught_up_meter_is_not_stuck_behind_a_replay() -> None:
@@ -101,10 +115,16 @@ def test_a_caught_up_meter_is_not_stuck_behind_a_replay() -> None:
     assert chosen == backlog[:10]
 
 
-def test_a_meters_own_live_readings_wait_for_its_backlog() -> None:
-    old = Reading("A", "1-0:1.8.0", NOW_MS - 86_400_000, 1.0, "kWh")
+def test_a_meters_live_readings_do_not_wait_for_its_own_backlog() -> None:
+    # After an uplink outage every meter has a backlog: its new readings go in
+    # the live lane, beside (not after) its day-old ones.
+    old = [Reading("A", "1-0:1.8.0", NOW_MS - 86_400_000 + i, 1.0, "kWh") for i in range(3)]
     new = Reading("A", "1-0:1.8.0", NOW_MS - 1000, 2.0, "kWh")
-    assert select_lease([new, old], 1, live_share=1.0, live_from_ms=NOW_MS - 300_000) == [old]
+    assert select_lease([new, *old], 2, live_share=0.5, live_from_ms=NOW_MS - 300_000) == [
+        old[0],
+        new,
+    ]
+    assert select_lease([new, *old], 1, live_share=1.0, live_from_ms=NOW_MS - 300_000) == [new]
 
 
 @settings(max_examples=300, deadline=None)
