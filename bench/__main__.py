@@ -6,6 +6,7 @@ import importlib
 import sys
 
 BENCHMARKS = {
+    "api": "dashboard and 24 h chart at 50 sessions: p50/p95/p99 against /health/live",
     "agent": "the gateway agent: RSS and CPU with 64 meters, drain rate against bare paho",
     "buffer": "the gateway buffer: append and drain against a bare SQLite INSERT loop",
     "bus": "a 32-meter 9600-baud read cycle: our poller, a naive one, the line's capacity",

@@ -5,7 +5,12 @@ many apps as they like with their own settings. What the process shares lives
 on ``app.state`` (see `cloud.core.deps`): opened in the lifespan — the
 operational database's engine and session factory, the time-series store —
 or given by the caller (then the caller closes it). The authorizer is set at
-creation: `DenyAll` unless one is passed (secure by default).
+creation: the users module's `UsersAuthorizer` unless one is passed — it
+refuses every protected route without a valid session or API token, so the
+default is as closed as `DenyAll` and every entry point (``voltstack-cloud
+api``, the demo, uvicorn's factory) gets working logins without wiring.
+The lifespan also runs the mail outbox's delivery loop when SMTP is
+configured (``VOLTSTACK_SMTP_HOST``).
 
 Layout of the HTTP space:
 
@@ -14,7 +19,8 @@ Layout of the HTTP space:
 - ``/health/live`` (the process answers) and ``/health/ready`` (database,
   time-series store and, when configured, the broker are reachable; 503
   naming the failed ones) — public, for load balancers and orchestrators;
-- ``/openapi.json``, ``/docs`` — the OpenAPI document and its viewer.
+- ``/openapi.json``, ``/docs`` — the OpenAPI document and its viewer;
+- ``/console/…`` the back-office console, HTML (`CONSOLE_ROUTERS`, docs/console.md).
 
 Errors everywhere are problem+json (`cloud.core.problems`); each request has
 an id (`cloud.core.middleware`).
@@ -22,6 +28,7 @@ an id (`cloud.core.middleware`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -35,7 +42,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud.core.authz import Authorizer, DenyAll, public
+from cloud.core.authz import Authorizer, public
 from cloud.core.config import Settings
 from cloud.core.db import make_engine, session_factory
 from cloud.core.middleware import install_middleware
@@ -46,15 +53,32 @@ from cloud.core.problems import (
     problem_response,
 )
 from cloud.timeseries import InfluxStore, SqliteStore, TimeSeriesStore
+from cloud.users.authorizer import UsersAuthorizer
+from cloud.users.mail import SmtpSettings, outbox_loop
 
-__all__ = ["API_PREFIX", "API_ROUTERS", "create_app", "open_store"]
+__all__ = [
+    "API_PREFIX",
+    "API_ROUTERS",
+    "CONSOLE_ROUTERS",
+    "create_app",
+    "open_store",
+    "smtp_settings",
+]
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 # Modules exporting `router` (an APIRouter) and `TAGS` (OpenAPI tag metadata),
 # mounted under API_PREFIX in this order.
-API_ROUTERS = ("cloud.fleet.router", "cloud.metering.router", "cloud.ingestion.router")
+API_ROUTERS = (
+    "cloud.fleet.router",
+    "cloud.metering.router",
+    "cloud.ingestion.router",
+    "cloud.users.router",
+)
+# Modules exporting `install(app)`: HTML user interfaces (routes, static files,
+# error pages for their paths), installed after the API and its error handlers.
+CONSOLE_ROUTERS = ("cloud.console.router",)
 BROKER_CHECK_TIMEOUT_S = 2.0
 
 HEALTH_TAGS = [
@@ -159,6 +183,32 @@ def _health_router() -> APIRouter:
 # --- the factory ---------------------------------------------------------------
 
 
+def smtp_settings(settings: Settings) -> SmtpSettings | None:
+    """The outbox's relay from ``VOLTSTACK_SMTP_*``; None when no host is set."""
+    if not settings.smtp_host:
+        return None
+    password = settings.smtp_password
+    return SmtpSettings(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_sender,
+        starttls=settings.smtp_starttls,
+        username=settings.smtp_username,
+        password=password.get_secret_value() if password else None,
+    )
+
+
+def _start_outbox(
+    settings: Settings, sessions: Any, stop: asyncio.Event
+) -> asyncio.Task[None] | None:
+    smtp = smtp_settings(settings)
+    if smtp is None:
+        logger.info("no VOLTSTACK_SMTP_HOST: mails wait in the outbox")
+        return None
+    # Every API process runs one: claims make sure no attempt is sent twice.
+    return asyncio.create_task(outbox_loop(factory=sessions, smtp=smtp, stop=stop))
+
+
 def _lifespan(
     settings: Settings, engine: Engine | None, store: TimeSeriesStore | None
 ) -> Callable[[FastAPI], Any]:
@@ -179,9 +229,14 @@ def _lifespan(
             app.state.engine.url.render_as_string(hide_password=True),
             app.state.store,
         )
+        mail_stop = asyncio.Event()
+        mail_task = _start_outbox(settings, app.state.sessions, mail_stop)
         try:
             yield
         finally:
+            mail_stop.set()
+            if mail_task is not None:
+                await mail_task
             if own_store:
                 app.state.store.close()
             if own_engine:
@@ -201,7 +256,8 @@ def create_app(
 
     Args:
         settings: default `Settings()` from the environment.
-        authorizer: decides every protected route; default `DenyAll` (401 everywhere).
+        authorizer: decides every protected route; default `UsersAuthorizer`
+            (sessions and API tokens; 401 without them).
         engine: an operational database engine to use instead of opening
             ``settings.database_url``; the caller disposes it.
         store: a time-series store to use instead of opening the configured
@@ -227,10 +283,16 @@ def create_app(
         lifespan=_lifespan(settings, engine, store),
     )
     app.state.settings = settings
-    app.state.authorizer = authorizer or DenyAll()
+    app.state.authorizer = authorizer or UsersAuthorizer(settings)
     install_problem_handlers(app)
-    install_middleware(app, max_body_bytes=settings.max_request_body_bytes)
+    install_middleware(
+        app,
+        max_body_bytes=settings.max_request_body_bytes,
+        docs_paths=frozenset(path for path in (app.docs_url, app.redoc_url) if path),
+    )
     for module in modules:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(_health_router())
+    for name in CONSOLE_ROUTERS:
+        import_module(name).install(app)
     return app

@@ -272,6 +272,49 @@ def ingest(
         engine.dispose()
 
 
+# --- create-user: the first admin, without a console to invite it ------------------
+
+
+@app.command("create-user")
+def create_user(
+    email: Annotated[str, typer.Argument(help="The user's email address (the login).")],
+    role: Annotated[str, typer.Option(help="admin, operator, billing, support, …")] = "admin",
+    name: Annotated[str, typer.Option(help="Display name.")] = "Administrator",
+    database: Annotated[str | None, typer.Option(help=URL_HELP, show_default=False)] = None,
+) -> None:
+    """Create an active user with a password typed at the prompt (or piped on stdin).
+
+    How the first admin of a new install gets in; everyone else is invited
+    from the console or the API (docs/users.md).
+    """
+    import sys
+
+    from cloud.core.db import make_engine, session_factory, unit_of_work
+    from cloud.core.exceptions import CloudError
+    from cloud.users import service
+
+    if sys.stdin.isatty():
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    engine = make_engine(database)
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            user = service.create_user(
+                session=session,
+                email=email,
+                display_name=name,
+                role=role,
+                password=password,
+                actor=service.Actor.system(),
+            )
+            typer.echo(f"created user {user.id} {user.email} ({user.role})")
+    except CloudError as error:
+        _fail(error)
+    finally:
+        engine.dispose()
+
+
 # --- api: the REST API server ----------------------------------------------------
 
 

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         secret_key: signs sessions and tokens (issue #8's users module).
         max_request_body_bytes: larger request bodies get 413 before parsing.
         max_points_per_query: the most points one readings query may return.
+        public_url: where users reach the console (``https://voltstack.example``):
+            the base of the links in invite and password-reset mails — never
+            taken from a request's Host header, which a caller chooses.
+        smtp_host, smtp_port, smtp_sender, smtp_starttls, smtp_username,
+        smtp_password: the mail relay for the outbox (docs/users.md); without
+            ``smtp_host`` mails wait in the outbox.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
@@ -64,6 +70,21 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(PLACEHOLDER_SECRET_KEY)
     max_request_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_points_per_query: int = Field(default=10_000, gt=0, le=1_000_000)
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, gt=0, lt=65536)
+    smtp_sender: str = "voltstack@localhost"
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"http(s)://host[:port] expected, got {value!r}")
+        return value.rstrip("/")
 
     @field_validator("broker_url")
     @classmethod

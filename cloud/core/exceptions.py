@@ -22,7 +22,17 @@ the categories below, so a router maps a whole category to one HTTP status
     │   ├── GatewayHasMeters               cloud.fleet
     │   └── MeterAlreadyInstalled          cloud.fleet
     ├── Unauthenticated                    cloud.core.authz: no or bad credentials → 401
+    │   └── AuthenticationFailed           cloud.users: InvalidCredentials, AccountLocked
+    │                                      (→ 429 at login), UserDisabled, InvalidSession,
+    │                                      InvalidApiToken
     └── Forbidden                          cloud.core.authz: authenticated, not allowed → 403
+        └── CsrfRejected                   cloud.console: a cookie request without its CSRF token
+
+The users domain adds under InvalidInput: WeakPassword, InvalidEmail,
+InvalidRole, InvalidScopes, InvalidTokenExpiry, InvalidOneTimeToken,
+WrongCurrentPassword, InvalidMail; under NotFound: UserNotFound,
+SessionNotFound, ApiTokenNotFound; under Conflict: EmailAlreadyRegistered,
+UserNotActive, LastAdmin (the tree in cloud/users/exceptions.py).
 
 Raw driver or SQLAlchemy exceptions are translated at the service boundary
 with ``raise … from exc``; they never reach a router or a user.

@@ -7,6 +7,9 @@ id reaches the response headers of every answer, errors included.
 
 Order, outermost first (`install_middleware`):
 
+0. `cloud.core.security_headers.SecurityHeadersMiddleware`: CSP, framing,
+   HSTS, ``Cache-Control: no-store`` for credentialed requests — outermost,
+   so the 500 and 413 answers of the two below carry them too;
 1. `RequestContextMiddleware`: takes a sane ``X-Request-ID`` from the client
    or makes one, puts it in ``scope["state"]["request_id"]`` and in
    `REQUEST_ID` (a contextvar, so log records of the request can carry it —
@@ -179,8 +182,17 @@ class BodySizeLimitMiddleware:
         await response(scope, receive, send)
 
 
-def install_middleware(app: FastAPI, *, max_body_bytes: int) -> None:
-    """Add the middleware in the order the module docstring gives."""
+def install_middleware(
+    app: FastAPI, *, max_body_bytes: int, docs_paths: frozenset[str] = frozenset()
+) -> None:
+    """Add the middleware in the order the module docstring gives.
+
+    Args:
+        docs_paths: the API viewer pages, which get the looser CSP they need.
+    """
+    from cloud.core.security_headers import SecurityHeadersMiddleware
+
     # add_middleware wraps: the last one added is the outermost.
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs_paths)

@@ -103,6 +103,7 @@ def problem_doc(description: str) -> dict[str, Any]:
 ProblemResponses: dict[int | str, dict[str, Any]] = {
     status: problem_doc(phrase)
     for status, phrase in (
+        (400, "Malformed request: a body that cannot be parsed, a bad Content-Length"),
         (401, "Not authenticated"),
         (403, "Not allowed"),
         (404, "Not found"),

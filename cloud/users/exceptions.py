@@ -13,6 +13,7 @@ whether an email address is registered. ::
     │   ├── InvalidScopes                  unknown, or beyond the owner's role
     │   ├── InvalidTokenExpiry             missing, past, or beyond the maximum
     │   ├── InvalidOneTimeToken            invite / reset link forged, used or expired
+    │   ├── WrongCurrentPassword           a password change with the wrong current one
     │   └── InvalidMail                    outbox: bad recipient or header
     ├── NotFound                           → 404
     │   ├── UserNotFound
@@ -57,6 +58,7 @@ __all__ = [
     "UserNotActive",
     "UserNotFound",
     "WeakPassword",
+    "WrongCurrentPassword",
 ]
 
 
@@ -109,6 +111,14 @@ class InvalidOneTimeToken(InvalidInput):
     def __init__(self, purpose: str) -> None:
         super().__init__(f"this {purpose.replace('_', ' ')} link is invalid or has expired")
         self.purpose = purpose
+
+
+class WrongCurrentPassword(InvalidInput):
+    """A password change whose `current_password` is wrong (a field error, not a 401:
+    the caller's own credentials are fine)."""
+
+    def __init__(self) -> None:
+        super().__init__("current_password is wrong")
 
 
 class InvalidMail(InvalidInput):

@@ -31,7 +31,8 @@ customer owns — ``serial`` / ``meter_serial`` a meter linked to one of its
 accounts now, ``account_number`` one of its accounts — and there must be at
 least one: a listing route without an id is refused to an OWN grant, so a
 route that forgets to filter by owner cannot leak. ``gateway_id`` (or any
-other parameter) is never a customer's.
+other parameter) is never a customer's. ``obis`` names a quantity, not an
+object: it is left out of the check (the serial beside it decides).
 """
 
 from __future__ import annotations
@@ -155,6 +156,9 @@ PERMISSIONS: tuple[str, ...] = tuple(permission.value for permission in Permissi
 # Path parameters an OWN grant knows how to check, and against what.
 _METER_PARAMETERS = frozenset({"serial", "meter_serial"})
 _ACCOUNT_PARAMETERS = frozenset({"account_number"})
+# Path parameters that name a quantity, not an object: they neither grant nor
+# refuse ownership (``/meters/{serial}/readings/{obis}`` is decided by the serial).
+_NEUTRAL_PARAMETERS = frozenset({"obis"})
 
 
 class PrincipalLike(Protocol):
@@ -222,6 +226,11 @@ def resource_allowed(
 
 
 def _owns_all(user_id: int, resource_params: Mapping[str, str], *, session: Session) -> bool:
+    resource_params = {
+        name: value for name, value in resource_params.items() if name not in _NEUTRAL_PARAMETERS
+    }
+    if not resource_params:
+        return False
     if not set(resource_params) <= _METER_PARAMETERS | _ACCOUNT_PARAMETERS:
         return False
     serials: frozenset[str] | None = None

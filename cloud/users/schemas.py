@@ -12,13 +12,23 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Accepted",
     "ApiTokenCreate",
     "ApiTokenCreated",
     "ApiTokenRead",
     "AuditEntryRead",
+    "CustomerMeters",
+    "InviteAccept",
+    "LoginAnswer",
+    "LoginRequest",
     "LoginSessionRead",
+    "Me",
     "OutboxMailRead",
+    "OwnSessionRead",
     "PasswordChange",
+    "PasswordResetConfirm",
+    "PasswordResetRequest",
+    "RoleChange",
     "UserCreate",
     "UserInvite",
     "UserRead",
@@ -126,3 +136,73 @@ class ApiTokenCreate(_WriteModel):
     name: str = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(min_length=1, max_length=32)
     expires_at: AwareDatetime
+
+
+# --- authentication and the caller (cloud/users/router.py) ---------------------------
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class LoginAnswer(_ReadModel):
+    """A console session was opened: the cookie is set; send `csrf_token` back
+    in ``X-CSRF-Token`` on every state-changing request made with the cookie."""
+
+    user: UserRead
+    session_id: int
+    expires_at: AwareDatetime
+    csrf_token: str
+
+
+class Me(_ReadModel):
+    """The caller: its user, how it authenticated, what it may do."""
+
+    user: UserRead
+    kind: str
+    credential_id: int | None
+    permissions: list[str]
+
+
+class OwnSessionRead(LoginSessionRead):
+    current: bool
+
+
+class CustomerMeters(_ReadModel):
+    """What a customer owns now: its account numbers and the meters linked to them."""
+
+    accounts: list[str]
+    meters: list[str]
+
+
+class PasswordResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(min_length=1, max_length=320)
+
+
+class PasswordResetConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=128)
+    new_password: str = Field(min_length=1, max_length=1024)
+
+
+class InviteAccept(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RoleChange(_WriteModel):
+    role: str = Field(min_length=1, max_length=32)
+
+
+class Accepted(_ReadModel):
+    """The request was taken; what happens next is said in `detail`."""
+
+    detail: str

@@ -82,6 +82,7 @@ from cloud.users.policies import PERMISSIONS, ROLES, Role, permissions_of
 __all__ = [
     "API_TOKEN_PATTERN",
     "DEFAULT_SETTINGS",
+    "MAX_PAGE",
     "Actor",
     "LoginAttempt",
     "UserPrincipal",
@@ -91,6 +92,7 @@ __all__ = [
     "change_password",
     "create_api_token",
     "create_user",
+    "customer_account_numbers",
     "customer_meter_serials",
     "disable_user",
     "enable_user",
@@ -119,7 +121,8 @@ logger = logging.getLogger(__name__)
 API_TOKEN_PATTERN = re.compile(r"^vst_(?P<prefix>[0-9a-f]{12})_(?P<secret>[A-Za-z0-9_-]{43})$")
 _ACTION_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _MAX_SESSION_TOKEN_CHARS = 128
-_MAX_PAGE = 500
+MAX_PAGE = 500
+_MAX_PAGE = MAX_PAGE
 
 
 @dataclass(frozen=True)
@@ -1398,3 +1401,8 @@ def customer_meter_serials(
     What a customer's readings and fleet queries must be filtered by.
     """
     return _ownership.meter_serials(session=session, user_id=user_id, at=_clock(at) if at else None)
+
+
+def customer_account_numbers(*, session: Session, user_id: int) -> frozenset[str]:
+    """Numbers of the accounts the user holds."""
+    return _ownership.account_numbers(session=session, user_id=user_id)

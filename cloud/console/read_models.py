@@ -1,0 +1,453 @@
+"""What the console's pages show, read in one place (the read side of the console).
+
+Strategy: each page has one function here that gathers its facts from the
+fleet and ingestion queries, the users service and the time-series store,
+and returns plain frozen dataclasses the templates render — the templates
+never touch an ORM object after the session closed, and the router stays a
+thin HTTP layer (STYLE.md: "the console reads through separate read
+models"). Everything is keyword-only like the services, and bounded: lists
+are capped (`MAX_LISTED`), so no page grows without limit with the fleet.
+
+The live-values diff (`changed_values`) is a pure function so the SSE route
+can be stateless: it compares two snapshots of `store.latest()` and keeps
+what moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloud.fleet import queries as fleet_queries
+from cloud.fleet import service as fleet_service
+from cloud.fleet.models import Gateway, Meter
+from cloud.ingestion.models import DeadLetter, IngestionStatistics
+from cloud.metering import service as metering_service
+from cloud.timeseries.store import Point, TimeSeriesStore, to_ms
+from cloud.users import service as users_service
+from cloud.users.models import ApiToken, AuditEntry, LoginSession, User
+from fastcodec.exceptions import CodecError
+from fastcodec.obis import parse_obis
+
+__all__ = [
+    "MAX_LISTED",
+    "REPORTING_INTERVAL",
+    "SPARKLINE_WINDOW",
+    "CustomerDashboard",
+    "FleetDashboard",
+    "GatewayPage",
+    "GatewayRow",
+    "LiveValue",
+    "MeterPage",
+    "MeterRow",
+    "Sparkline",
+    "changed_values",
+    "chart_aggregate",
+    "customer_dashboard",
+    "fleet_dashboard",
+    "gateway_page",
+    "live_values",
+    "meter_page",
+]
+
+# A meter "reports" when its newest reading is at most this old: the agents'
+# default schedule reads every meter at least every 15 minutes.
+REPORTING_INTERVAL = timedelta(minutes=15)
+SPARKLINE_WINDOW = timedelta(hours=1)
+# The most rows any console list shows; beyond it the page says "first N".
+MAX_LISTED = 200
+# The most meters whose newest reading the dashboard asks the store for.
+MAX_METERS_PROBED = 2000
+
+
+@dataclass(frozen=True)
+class LiveValue:
+    """One quantity's newest reading, as the meter page and its live stream show it."""
+
+    obis: str
+    name: str | None
+    value: float
+    unit: str | None
+    at: datetime
+    quality: int | None
+
+    @property
+    def at_ms(self) -> int:
+        return to_ms(self.at)
+
+    def as_event(self) -> dict[str, object]:
+        """The JSON the live stream sends for this value."""
+        return {
+            "obis": self.obis,
+            "name": self.name or self.obis,
+            "value": self.value,
+            "text": format_value(self.value),
+            "unit": self.unit or "",
+            "at": self.at.isoformat(),
+            "quality": self.quality,
+        }
+
+
+@dataclass(frozen=True)
+class Sparkline:
+    """Readings accepted per minute over a window, oldest minute first."""
+
+    per_minute: tuple[int, ...]
+    start: datetime
+
+    @property
+    def total(self) -> int:
+        return sum(self.per_minute)
+
+    @property
+    def peak(self) -> int:
+        return max(self.per_minute, default=0)
+
+    def svg_points(self, width: int = 240, height: int = 48) -> str:
+        """The polyline of the sparkline in an SVG of `width` × `height`."""
+        count = len(self.per_minute)
+        if count == 0:
+            return ""
+        peak = self.peak or 1
+        step = width / max(count - 1, 1)
+        return " ".join(
+            f"{index * step:.1f},{height - (value / peak) * (height - 2) - 1:.1f}"
+            for index, value in enumerate(self.per_minute)
+        )
+
+
+@dataclass(frozen=True)
+class GatewayRow:
+    id: str
+    name: str
+    site: str
+    online: bool
+    last_seen_at: datetime | None
+    meter_count: int
+    last_reason: str | None
+
+
+@dataclass(frozen=True)
+class MeterRow:
+    serial: str
+    model: str
+    gateway_id: str | None
+    installation_point: str | None
+    newest_reading_at: datetime | None
+
+
+@dataclass(frozen=True)
+class FleetDashboard:
+    gateways_online: int
+    gateways_offline: int
+    meters_installed: int
+    meters_reporting: int
+    meters_probed: int
+    readings: Sparkline
+    readings_per_minute: float
+    dead_letters_unresolved: int | None
+    gateways: tuple[GatewayRow, ...]
+
+
+@dataclass(frozen=True)
+class CustomerDashboard:
+    meters: tuple[MeterRow, ...]
+
+
+@dataclass(frozen=True)
+class GatewayPage:
+    gateway: GatewayRow
+    agent_version: str | None
+    history: tuple[tuple[datetime, bool, str], ...]
+    meters: tuple[MeterRow, ...]
+
+
+@dataclass(frozen=True)
+class MeterPage:
+    serial: str
+    current: MeterRow | None
+    installations: tuple[tuple[str, datetime, datetime | None], ...]
+    values: tuple[LiveValue, ...]
+
+    @property
+    def newest_at_ms(self) -> int:
+        return max((value.at_ms for value in self.values), default=0)
+
+
+# --- helpers --------------------------------------------------------------------
+
+
+def format_value(value: float) -> str:
+    """A reading as people read it: up to 3 decimals, no float noise."""
+    text = f"{value:,.3f}".rstrip("0").rstrip(".")
+    return text if text not in {"-0", ""} else "0"
+
+
+def chart_aggregate(obis: str) -> str:
+    """How a quantity is bucketed on the chart: a cumulative register (OBIS
+    group D 8, energy) shows its reading at the end of each bucket, an
+    instantaneous one (power, voltage, current) its mean."""
+    try:
+        code = parse_obis(obis)
+    except CodecError:
+        return "mean"
+    return "last" if code.d == 8 else "mean"
+
+
+def _gateway_row(overview: fleet_queries.GatewayOverview) -> GatewayRow:
+    gateway = overview.gateway
+    return GatewayRow(
+        id=gateway.id,
+        name=gateway.name,
+        site=gateway.site,
+        online=gateway.online,
+        last_seen_at=gateway.last_seen_at,
+        meter_count=overview.meter_count,
+        last_reason=overview.last_status.reason if overview.last_status else None,
+    )
+
+
+def _newest_reading(store: TimeSeriesStore, serial: str) -> datetime | None:
+    return max((point.at for point in store.latest(serial)), default=None)
+
+
+def _meter_row(meter: Meter, newest: datetime | None) -> MeterRow:
+    return MeterRow(
+        serial=meter.serial,
+        model=meter.model,
+        gateway_id=meter.gateway_id,
+        installation_point=meter.installation_point,
+        newest_reading_at=newest,
+    )
+
+
+def live_values(points: Iterable[Point]) -> tuple[LiveValue, ...]:
+    """`store.latest()` points as live values, sorted by OBIS code."""
+    return tuple(
+        LiveValue(
+            obis=point.obis,
+            name=metering_service.obis_name(point.obis),
+            value=point.value,
+            unit=point.unit,
+            at=point.at,
+            quality=point.quality,
+        )
+        for point in sorted(points, key=lambda point: point.obis)
+    )
+
+
+def changed_values(
+    previous: Mapping[str, LiveValue], current: Sequence[LiveValue]
+) -> list[LiveValue]:
+    """The values of `current` that are new or differ from `previous` (by OBIS code)."""
+    changed = []
+    for value in current:
+        before = previous.get(value.obis)
+        if before is None or (before.at, before.value, before.unit) != (
+            value.at,
+            value.value,
+            value.unit,
+        ):
+            changed.append(value)
+    return changed
+
+
+# --- pages ---------------------------------------------------------------------------
+
+
+def _readings_per_minute(session: Session, now: datetime) -> Sparkline:
+    start = (now - SPARKLINE_WINDOW).replace(second=0, microsecond=0)
+    rows = session.execute(
+        select(IngestionStatistics.bucket_start_at, func.sum(IngestionStatistics.readings_accepted))
+        .where(IngestionStatistics.bucket_start_at >= start)
+        .group_by(IngestionStatistics.bucket_start_at)
+    ).all()
+    minutes = int(SPARKLINE_WINDOW.total_seconds() // 60) + 1
+    per_minute = [0] * minutes
+    for bucket_start, accepted in rows:
+        index = int((bucket_start - start).total_seconds() // 60)
+        if 0 <= index < minutes:
+            per_minute[index] += int(accepted or 0)
+    return Sparkline(per_minute=tuple(per_minute), start=start)
+
+
+def _gateway_counts(session: Session) -> tuple[int, int]:
+    counts = dict(
+        session.execute(
+            select(Gateway.online, func.count())
+            .where(Gateway.decommissioned_at.is_(None))
+            .group_by(Gateway.online)
+        ).all()
+    )
+    return int(counts.get(True, 0)), int(counts.get(False, 0))
+
+
+def fleet_dashboard(
+    *,
+    session: Session,
+    store: TimeSeriesStore,
+    now: datetime,
+    include_dead_letters: bool,
+) -> FleetDashboard:
+    """The back office's overview of the whole fleet.
+
+    Args:
+        include_dead_letters: count unresolved dead letters (only for roles
+            that may read them; None is shown otherwise).
+    """
+    online, offline = _gateway_counts(session)
+    serials = list(
+        session.scalars(
+            select(Meter.serial)
+            .where(Meter.removed_at.is_(None))
+            .order_by(Meter.serial)
+            .limit(MAX_METERS_PROBED)
+        )
+    )
+    installed = session.scalar(
+        select(func.count()).select_from(Meter).where(Meter.removed_at.is_(None))
+    )
+    recent = now - REPORTING_INTERVAL
+    reporting = 0
+    for serial in serials:
+        newest = _newest_reading(store, serial)
+        if newest is not None and newest >= recent:
+            reporting += 1
+    sparkline = _readings_per_minute(session, now)
+    # The last five complete minutes: the current minute is still filling.
+    last_complete = sparkline.per_minute[-6:-1]
+    dead_letters = None
+    if include_dead_letters:
+        dead_letters = int(
+            session.scalar(
+                select(func.count()).select_from(DeadLetter).where(DeadLetter.resolved_at.is_(None))
+            )
+            or 0
+        )
+    gateways = fleet_queries.list_gateways(session=session, limit=MAX_LISTED)
+    return FleetDashboard(
+        gateways_online=online,
+        gateways_offline=offline,
+        meters_installed=int(installed or 0),
+        meters_reporting=reporting,
+        meters_probed=len(serials),
+        readings=sparkline,
+        readings_per_minute=sum(last_complete) / max(len(last_complete), 1),
+        dead_letters_unresolved=dead_letters,
+        gateways=tuple(
+            _gateway_row(overview)
+            for overview in fleet_queries.gateway_overviews(session=session, gateways=gateways)
+        ),
+    )
+
+
+def customer_dashboard(
+    *, session: Session, store: TimeSeriesStore, user_id: int
+) -> CustomerDashboard:
+    """A customer's own meters (linked to its accounts now), with their newest reading."""
+    serials = sorted(users_service.customer_meter_serials(session=session, user_id=user_id))
+    installed = {
+        meter.serial: meter
+        for meter in session.scalars(
+            select(Meter).where(Meter.serial.in_(serials[:MAX_LISTED]), Meter.removed_at.is_(None))
+        )
+    }
+    rows = []
+    for serial in serials[:MAX_LISTED]:
+        newest = _newest_reading(store, serial)
+        meter = installed.get(serial)
+        if meter is None:
+            rows.append(MeterRow(serial, "", None, None, newest))
+        else:
+            rows.append(_meter_row(meter, newest))
+    return CustomerDashboard(meters=tuple(rows))
+
+
+def gateway_page(*, session: Session, store: TimeSeriesStore, gateway_id: str) -> GatewayPage:
+    """One gateway: state, status history, meters installed now.
+
+    Raises:
+        GatewayNotFound: no such gateway.
+    """
+    gateway = fleet_service.get_gateway(session=session, gateway_id=gateway_id)
+    (overview,) = fleet_queries.gateway_overviews(session=session, gateways=[gateway])
+    history = fleet_queries.status_history(session=session, gateway_id=gateway_id, limit=MAX_LISTED)
+    meters = fleet_service.meters_of_gateway(session=session, gateway_id=gateway_id)
+    return GatewayPage(
+        gateway=_gateway_row(overview),
+        agent_version=gateway.agent_version,
+        history=tuple((event.at, event.online, event.reason) for event in history),
+        meters=tuple(
+            _meter_row(meter, _newest_reading(store, meter.serial)) for meter in meters[:MAX_LISTED]
+        ),
+    )
+
+
+def meter_page(*, session: Session, store: TimeSeriesStore, serial: str) -> MeterPage:
+    """One meter: where it is installed (and was), and its newest values.
+
+    Raises:
+        MeterNotFound: the serial was never installed.
+    """
+    installations = fleet_queries.installations(session=session, serial=serial)
+    current = next((meter for meter in installations if meter.removed_at is None), None)
+    values = live_values(store.latest(serial))
+    newest = max((value.at for value in values), default=None)
+    return MeterPage(
+        serial=serial,
+        current=_meter_row(current, newest) if current else None,
+        installations=tuple(
+            (meter.gateway_id, meter.installed_at, meter.removed_at) for meter in installations
+        ),
+        values=values,
+    )
+
+
+# --- users, tokens, sessions, audit (thin: the users service does the work) ----
+
+
+def users(*, session: Session) -> list[User]:
+    return users_service.list_users(session=session, limit=MAX_LISTED)
+
+
+def own_tokens(*, session: Session, user_id: int) -> list[ApiToken]:
+    return users_service.list_api_tokens(session=session, owner_id=user_id)[:MAX_LISTED]
+
+
+def own_sessions(*, session: Session, user_id: int) -> list[LoginSession]:
+    return users_service.list_sessions(session=session, user_id=user_id)[:MAX_LISTED]
+
+
+def audit_entries(
+    *,
+    session: Session,
+    action_prefix: str | None,
+    target: str | None,
+    actor_email: str | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> list[AuditEntry]:
+    """Audit entries matching the filters, newest first (at most `MAX_LISTED`).
+
+    The actor filter takes an email (what people know) and looks its user up;
+    an unknown email matches nothing.
+    """
+    actor_user_id = None
+    if actor_email:
+        found = session.scalar(select(User.id).where(User.email == actor_email.strip().lower()))
+        if found is None:
+            return []
+        actor_user_id = found
+    return users_service.list_audit(
+        session=session,
+        actor_user_id=actor_user_id,
+        action_prefix=action_prefix or None,
+        target=target or None,
+        since=since,
+        until=until,
+        limit=MAX_LISTED,
+    )
