@@ -21,6 +21,7 @@ from edge_agent.yamlsource import ConfigFileError, load_yaml_file
 __all__ = [
     "AgentConfig",
     "BufferConfig",
+    "BusConfig",
     "ConfigFileError",
     "DlmsSerialBusConfig",
     "DlmsTcpBusConfig",
@@ -135,15 +136,20 @@ class MeterConfig(_Strict):
         return self
 
 
-class SerialBusConfig(_Strict):
-    """An RS-485 bus on a serial port (local, rfc2217:// or socket://)."""
+class _SerialLine(_Strict):
+    """A serial port's settings (local, rfc2217:// or socket://)."""
 
-    name: str
-    link: Literal["serial"]
     port: str
     baudrate: int = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
+
+
+class SerialBusConfig(_SerialLine):
+    """Modbus RTU meters on an RS-485 bus."""
+
+    name: str
+    link: Literal["serial"]
     meters: list[MeterConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -176,15 +182,11 @@ class DlmsTcpBusConfig(_Strict):
     meters: list[MeterConfig] = Field(min_length=1, max_length=1)
 
 
-class DlmsSerialBusConfig(_Strict):
+class DlmsSerialBusConfig(_SerialLine):
     """DLMS meters speaking HDLC on one RS-485 line (IEC 62056-46), one at a time."""
 
     name: str
     link: Literal["dlms-serial"]
-    port: str
-    baudrate: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
     meters: list[MeterConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -48,6 +48,7 @@ from edge_agent.adapters.mqtt_uplink import MqttUplink, UplinkPump
 from edge_agent.adapters.sqlite_buffer import BufferFull, BufferStoreError, SqliteBuffer
 from edge_agent.config import (
     AgentConfig,
+    BusConfig,
     DlmsSerialBusConfig,
     DlmsTcpBusConfig,
     MeterConfig,
@@ -242,6 +243,30 @@ class BusWorker:
         }
 
 
+def open_link(bus_config: BusConfig) -> BytePipe:
+    """The bus's port, opened on first use and reopened after a loss
+    (ReconnectingLink): a meter that is down at boot does not stop the agent."""
+    name = bus_config.name
+    if isinstance(bus_config, TcpBusConfig | DlmsTcpBusConfig):
+        host, port = bus_config.host, bus_config.port
+        return ReconnectingLink(lambda: TcpLink(host, port), character_time_s=0.0, name=name)
+    if isinstance(bus_config, OpticalBusConfig):
+        optical_port = bus_config.port  # signs on at 300 Bd 7E1 (IEC 62056-21)
+        return ReconnectingLink(
+            lambda: open_optical_port(optical_port),
+            character_time_s=character_time_s(300, 7, "E", 1),
+            name=name,
+        )
+    line = bus_config
+    return ReconnectingLink(
+        lambda: SerialLink(
+            line.port, baudrate=line.baudrate, parity=line.parity, stopbits=line.stopbits
+        ),
+        character_time_s=character_time_s(line.baudrate, 8, line.parity, line.stopbits),
+        name=name,
+    )
+
+
 class Agent:
     """The whole gateway service, built from its configuration (see module doc)."""
 
@@ -306,41 +331,16 @@ class Agent:
         self, bus_config: DlmsTcpBusConfig | DlmsSerialBusConfig | OpticalBusConfig
     ) -> BusWorker:
         """A DLMS or optical line: its link opens on first use, as for Modbus."""
-        link: BytePipe
+        from edge_agent.service.dlms_tasks import DlmsLine, DlmsTask, OpticalTask, SessionFactory
+
+        link = open_link(bus_config)
         optical: OpticalSettings | None = None
-        if isinstance(bus_config, DlmsTcpBusConfig):
-            host, port = bus_config.host, bus_config.port
-            link = ReconnectingLink(
-                lambda: TcpLink(host, port), character_time_s=0.0, name=bus_config.name
-            )
-        elif isinstance(bus_config, DlmsSerialBusConfig):
-            serial_bus = bus_config
-            link = ReconnectingLink(
-                lambda: SerialLink(
-                    serial_bus.port,
-                    baudrate=serial_bus.baudrate,
-                    parity=serial_bus.parity,
-                    stopbits=serial_bus.stopbits,
-                ),
-                character_time_s=character_time_s(
-                    serial_bus.baudrate, 8, serial_bus.parity, serial_bus.stopbits
-                ),
-                name=bus_config.name,
-            )
-        else:
-            optical_port = bus_config.port
-            link = ReconnectingLink(
-                lambda: open_optical_port(optical_port),
-                character_time_s=character_time_s(300, 7, "E", 1),
-                name=bus_config.name,
-            )
+        if isinstance(bus_config, OpticalBusConfig):
             optical = OpticalSettings(
                 mode=bus_config.mode,
                 baud_switch=bus_config.baud_switch,
                 max_baud=bus_config.baudrate,
             )
-        from edge_agent.service.dlms_tasks import DlmsLine, DlmsTask, OpticalTask, SessionFactory
-
         line = DlmsLine(link)
         tasks: dict[str, MeterTask] = {}
         for meter in bus_config.meters:
@@ -357,50 +357,21 @@ class Agent:
                 self.marks,
                 self._meter_event,
             )
-        health = {
-            m.serial: MeterHealth(m.serial, bus_config.name, m.interval_s)
-            for m in bus_config.meters
-        }
-        return BusWorker(
-            bus_config.name,
-            link,
-            line,
-            tasks,
-            health,
-            self._deliver,
-            self._meter_changed,
-            clock=self.clock,
-            speed=self.speed,
-        )
+        return self._bus_worker(bus_config, link, line, tasks)
 
     def _worker(self, bus_config: SerialBusConfig | TcpBusConfig) -> BusWorker:
-        # Links open on first use and reopen after a loss (ReconnectingLink):
-        # a meter that is down at boot does not stop the agent.
-        link: BytePipe
-        if isinstance(bus_config, SerialBusConfig):
-            serial_bus = bus_config
-            link = ReconnectingLink(
-                lambda: SerialLink(
-                    serial_bus.port,
-                    baudrate=serial_bus.baudrate,
-                    parity=serial_bus.parity,
-                    stopbits=serial_bus.stopbits,
-                ),
-                character_time_s=character_time_s(
-                    bus_config.baudrate, 8, bus_config.parity, bus_config.stopbits
-                ),
-                name=bus_config.name,
-            )
-            bus = ModbusBus(link)
-        else:
-            tcp_bus = bus_config
-            link = ReconnectingLink(
-                lambda: TcpLink(tcp_bus.host, tcp_bus.port),
-                character_time_s=0.0,
-                name=bus_config.name,
-            )
-            bus = ModbusTcpBus(link)
+        link = open_link(bus_config)
+        bus = ModbusBus(link) if isinstance(bus_config, SerialBusConfig) else ModbusTcpBus(link)
         tasks: dict[str, MeterTask] = {m.serial: ModbusTask(bus, m) for m in bus_config.meters}
+        return self._bus_worker(bus_config, link, bus, tasks)
+
+    def _bus_worker(
+        self,
+        bus_config: BusConfig,
+        link: BytePipe,
+        bus: ModbusBus | DlmsLine,
+        tasks: dict[str, MeterTask],
+    ) -> BusWorker:
         health = {
             m.serial: MeterHealth(m.serial, bus_config.name, m.interval_s)
             for m in bus_config.meters

@@ -279,7 +279,7 @@ def test_profile_gap_of_a_killed_agent_is_filled_from_the_meters_memory(
         }
         assert all(len(rows) == 2 * 96 for rows in first.values())
         subscriber.collect_until(
-            lambda got: all(profile_readings(got, s) >= rows for s, rows in first.items()), 120
+            lambda got: all(profile_readings(got, s) >= rows for s, rows in first.items()), 300
         )
         for serial, rows in first.items():
             assert profile_readings(subscriber.got, serial) == rows, serial
@@ -298,7 +298,7 @@ def test_profile_gap_of_a_killed_agent_is_filled_from_the_meters_memory(
         }
         assert all(len(rows) == 2 * (96 + 24) for rows in whole.values())
         subscriber.collect_until(
-            lambda got: all(profile_readings(got, s) >= rows for s, rows in whole.items()), 120
+            lambda got: all(profile_readings(got, s) >= rows for s, rows in whole.items()), 300
         )
         for serial, rows in whole.items():
             assert profile_readings(subscriber.got, serial) == rows, serial
