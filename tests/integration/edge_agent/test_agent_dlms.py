@@ -265,6 +265,7 @@ def meters(loop: BackgroundLoop) -> Iterator[Meters]:
     running.stop()
 
 
+@pytest.mark.timeout(900)  # each wait below may take minutes on a loaded machine
 def test_profile_gap_of_a_killed_agent_is_filled_from_the_meters_memory(
     meters: Meters, mosquitto: MosquittoServer, tmp_path: Path
 ) -> None:
