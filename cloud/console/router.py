@@ -73,6 +73,7 @@ from cloud.timeseries.store import TimeSeriesStore
 from cloud.users import policies
 from cloud.users import service as users_service
 from cloud.users.exceptions import AuthenticationFailed, InvalidSession
+from cloud.users.router import INVITE_PAGE
 
 __all__ = ["CONSOLE_PREFIX", "LIVE_POLL_INTERVAL_S", "install", "router"]
 
@@ -325,7 +326,67 @@ async def log_out(
     return response
 
 
-# --- accepting an invitation ----------------------------------------------------------
+# --- one-time links: accepting an invitation, resetting a password ------------------------
+#
+# Both pages are public (the link's token is the proof), CSRF-protected with
+# the login nonce like the login form, and answer a refused token or a weak
+# password with the form again and a 4xx that says why.
+
+
+def _password_link_page(
+    request: Request,
+    settings: Settings,
+    template: str,
+    token: str,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    nonce = request.cookies.get(LOGIN_NONCE_COOKIE) or new_login_nonce()
+    response = _render(
+        request,
+        template,
+        None,
+        settings,
+        status_code,
+        token=token,
+        login_csrf=login_csrf_token(settings, nonce),
+        error=error,
+    )
+    # Scoped to this page: the login page's nonce cookie never reaches it.
+    page_path = CONSOLE_PREFIX + "/" + template.removesuffix(".html").replace("_", "-")
+    set_login_nonce(response, request, settings, nonce, path=page_path)
+    return response
+
+
+async def _password_link_submit(
+    request: Request,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    template: str,
+    token: str,
+    password: str,
+    password_again: str,
+    use_token: Callable[[Session, str, str | None], object],
+) -> Response:
+    await check_login_csrf(request, settings)
+    if password != password_again:
+        return _password_link_page(
+            request, settings, template, token, "The two passwords differ.", 422
+        )
+
+    def work() -> None:
+        with unit_of_work(sessions) as session:
+            use_token(
+                session, request.client.host if request.client else None, request_id_of(request)
+            )
+
+    try:
+        await run_in_threadpool(work)
+    except CloudError as error:
+        if status_of(error) >= 500:
+            raise
+        return _password_link_page(request, settings, template, token, str(error), status_of(error))
+    return _see_other(CONSOLE_PREFIX + "/login")
 
 
 @router.get("/accept-invite", dependencies=[public()])
@@ -334,18 +395,7 @@ def accept_invite_page(
     settings: SettingsDep,
     token: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
-    nonce = request.cookies.get(LOGIN_NONCE_COOKIE) or new_login_nonce()
-    response = _render(
-        request,
-        "accept_invite.html",
-        None,
-        settings,
-        token=token,
-        login_csrf=login_csrf_token(settings, nonce),
-        error=None,
-    )
-    set_login_nonce(response, request, settings, nonce)
-    return response
+    return _password_link_page(request, settings, "accept_invite.html", token)
 
 
 @router.post("/accept-invite", dependencies=[public()])
@@ -357,41 +407,42 @@ async def accept_invite(
     password: Annotated[str, Form(max_length=4096)] = "",
     password_again: Annotated[str, Form(max_length=4096)] = "",
 ) -> Response:
-    await check_login_csrf(request, settings)
-
-    def page(error: str, status_code: int) -> HTMLResponse:
-        nonce = request.cookies.get(LOGIN_NONCE_COOKIE, "")
-        return _render(
-            request,
-            "accept_invite.html",
-            None,
-            settings,
-            status_code,
-            token=token,
-            login_csrf=login_csrf_token(settings, nonce),
-            error=error,
+    def accept(session: Session, ip: str | None, request_id: str | None) -> object:
+        return users_service.accept_invite(
+            session=session, token=token, password=password, ip=ip, request_id=request_id
         )
 
-    if password != password_again:
-        return page("The two passwords differ.", 422)
+    return await _password_link_submit(
+        request, settings, sessions, "accept_invite.html", token, password, password_again, accept
+    )
 
-    def accept() -> None:
-        with unit_of_work(sessions) as session:
-            users_service.accept_invite(
-                session=session,
-                token=token,
-                password=password,
-                ip=request.client.host if request.client else None,
-                request_id=request_id_of(request),
-            )
 
-    try:
-        await run_in_threadpool(accept)
-    except CloudError as error:
-        if status_of(error) >= 500:
-            raise
-        return page(str(error), status_of(error))
-    return _see_other(CONSOLE_PREFIX + "/login")
+@router.get("/reset-password", dependencies=[public()])
+def reset_password_page(
+    request: Request,
+    settings: SettingsDep,
+    token: Annotated[str, Query(max_length=128)] = "",
+) -> HTMLResponse:
+    return _password_link_page(request, settings, "reset_password.html", token)
+
+
+@router.post("/reset-password", dependencies=[public()])
+async def reset_password(
+    request: Request,
+    settings: SettingsDep,
+    sessions: Sessions,
+    token: Annotated[str, Form(max_length=128)] = "",
+    password: Annotated[str, Form(max_length=4096)] = "",
+    password_again: Annotated[str, Form(max_length=4096)] = "",
+) -> Response:
+    def reset(session: Session, ip: str | None, request_id: str | None) -> object:
+        return users_service.reset_password(
+            session=session, token=token, new_password=password, ip=ip, request_id=request_id
+        )
+
+    return await _password_link_submit(
+        request, settings, sessions, "reset_password.html", token, password, password_again, reset
+    )
 
 
 # --- dashboard, gateways, meters -----------------------------------------------------------
@@ -670,7 +721,9 @@ async def invite_user(
     display_name: Annotated[str, Form(max_length=200)] = "",
     role: Annotated[str, Form(max_length=32)] = "",
 ) -> HTMLResponse:
-    link = str(request.url_for("accept_invite_page")) + "?token={token}"
+    # The public URL, never the request's Host header: a forged Host would
+    # have the mail carry a link to the forger's site (a phishing link).
+    link = settings.public_url + INVITE_PAGE
 
     def work(session: Session) -> str:
         user, _ = users_service.invite_user(

@@ -151,12 +151,21 @@ def clear_session_cookie(response: Response, request: Request, settings: Setting
     )
 
 
-def set_login_nonce(response: Response, request: Request, settings: Settings, nonce: str) -> None:
+def set_login_nonce(
+    response: Response,
+    request: Request,
+    settings: Settings,
+    nonce: str,
+    path: str = "/console/login",
+) -> None:
+    """The nonce cookie of a form posted without a session, scoped to the
+    page's own `path` (the login page, or a one-time link's page): a browser
+    sends it back only to the page that set it."""
     response.set_cookie(
         LOGIN_NONCE_COOKIE,
         nonce,
         max_age=_LOGIN_NONCE_MAX_AGE_S,
-        path="/console/login",
+        path=path,
         httponly=True,
         samesite="strict",
         secure=cookie_is_secure(request, settings),

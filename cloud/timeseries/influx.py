@@ -466,6 +466,19 @@ class InfluxStore:
         )
         return int(series[0]["values"][0][1]) if series else None
 
+    def meters_reporting_since(self, since: datetime) -> set[str]:
+        """See `TimeSeriesStore.meters_reporting_since`: one InfluxQL query,
+        ``SELECT last(value) … WHERE time >= since GROUP BY meter`` — one
+        series per meter that has a point in the window. (``SHOW TAG VALUES``
+        ignores the time condition on InfluxDB 1.x, so it cannot answer this.)
+        """
+        since_ms = to_ms(since, "since")
+        series = self._series(
+            f'SELECT last("value") FROM {self._raw}{self._where(None, None, since_ms)}'
+            ' GROUP BY "meter"'
+        )
+        return {one["tags"]["meter"] for one in series if one.get("values")}
+
     def count(
         self,
         meter: str | None = None,

@@ -342,6 +342,21 @@ class SqliteStore:
         rows = self._rows("SELECT until_ms FROM watermark WHERE resolution = ?", (resolution,))
         return int(rows[0][0]) if rows else None
 
+    def meters_reporting_since(self, since: datetime) -> set[str]:
+        """See `TimeSeriesStore.meters_reporting_since`.
+
+        One query, one primary-key seek per series (``EXISTS`` on
+        ``(series_id, ts_ms)``): its cost follows the number of series, not
+        the number of readings in the window, which grows with the read rate.
+        """
+        since_ms = to_ms(since, "since")
+        rows = self._rows(
+            "SELECT DISTINCT s.meter FROM series s WHERE EXISTS"
+            " (SELECT 1 FROM raw r WHERE r.series_id = s.id AND r.ts_ms >= ?)",
+            (since_ms,),
+        )
+        return {meter for (meter,) in rows}
+
     def count(
         self,
         meter: str | None = None,

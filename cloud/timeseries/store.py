@@ -176,6 +176,16 @@ class TimeSeriesStore(Protocol):
         """
         ...
 
+    def meters_reporting_since(self, since: datetime) -> set[str]:
+        """The serials of the meters with at least one raw reading at or after
+        `since` (any OBIS code), in one round trip to the store — what the
+        console's fleet dashboard counts as "reporting".
+
+        Raises:
+            NaiveTimestamp: `since` without a time zone.
+        """
+        ...
+
     def count(
         self,
         meter: str | None = None,

@@ -17,12 +17,13 @@ routes are for scripts, integrations and the console's own JSON calls.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Annotated, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import AwareDatetime
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.console.security import clear_session_cookie, csrf_token_for, set_session_cookie
 from cloud.core.authz import Principal, public, require
@@ -40,7 +41,7 @@ from cloud.core.problems import (
 from cloud.users import policies, service
 from cloud.users.authorizer import DEFAULT_CONFIG, UserAuthenticated, UsersConfig
 from cloud.users.exceptions import AccountLocked, InvalidCredentials, WrongCurrentPassword
-from cloud.users.models import ApiToken, LoginSession, User
+from cloud.users.models import ApiToken, LoginSession
 from cloud.users.schemas import (
     Accepted,
     ApiTokenCreate,
@@ -92,6 +93,8 @@ SessionId = Annotated[int, Path(ge=1, le=2**62, description="The session id.")]
 TokenId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The API token id.")]
 NO_STORE = {"Cache-Control": "no-store"}
 
+AnswerT = TypeVar("AnswerT")
+
 
 # --- helpers -------------------------------------------------------------------------
 
@@ -128,15 +131,49 @@ def _no_content() -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _fetch(limit: int) -> int:
-    """Rows to ask the service for: one more than the page, to know if a next one
-    exists — within the service's own cap (at the cap a full page may be the last)."""
-    return min(limit + 1, service.MAX_PAGE)
+def _audited(
+    request: Request,
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    change: Callable[[Session, service.Actor, datetime], AnswerT],
+) -> AnswerT:
+    """Run one change in its own unit of work, as the caller, at the configured clock.
+
+    The service writes the audit entry in the same transaction, which commits
+    when `change` returns; `change` builds its answer from the rows before
+    that, while they are still loaded.
+    """
+    with unit_of_work(sessions) as session:
+        return change(session, _actor(request, principal), _config(request).clock())
 
 
-def _page(items: Sequence[Any], limit: int, offset: int) -> tuple[list[Any], int | None]:
-    more = len(items) > limit or len(items) == service.MAX_PAGE
-    return list(items[:limit]), (offset + limit if more else None)
+def _from_link(
+    request: Request, sessions: sessionmaker[Session], confirm: Callable[..., Any], **fields: str
+) -> Response:
+    """Run a public change that carries its own proof (a single-use link): 204."""
+    config = _config(request)
+    with unit_of_work(sessions) as session:
+        confirm(
+            session=session,
+            ip=_ip(request),
+            request_id=request_id_of(request),
+            hasher=config.hasher,
+            now=config.clock(),
+            **fields,
+        )
+    return _no_content()
+
+
+def _tokens(
+    request: Request, session: Session, owner_id: int | None, include_inactive: bool
+) -> list[ApiTokenRead]:
+    rows: list[ApiToken] = service.list_api_tokens(
+        session=session,
+        owner_id=owner_id,
+        include_inactive=include_inactive,
+        now=_config(request).clock(),
+    )
+    return [ApiTokenRead.model_validate(row) for row in rows]
 
 
 # --- authentication --------------------------------------------------------------------
@@ -231,14 +268,18 @@ def logout(
     """
     if principal.kind != "session" or _credential_id(principal) is None:
         raise InvalidInput("log out ends a console session; revoke an API token instead")
-    with unit_of_work(sessions) as session:
-        service.revoke_session(
+    _audited(
+        request,
+        sessions,
+        principal,
+        lambda session, actor, now: service.revoke_session(
             session=session,
             session_id=_credential_id(principal) or 0,
             owner_id=_user_id(principal),
-            actor=_actor(request, principal),
-            now=_config(request).clock(),
-        )
+            actor=actor,
+            now=now,
+        ),
+    )
     answer = _no_content()
     clear_session_cookie(answer, request, settings)
     return answer
@@ -284,18 +325,13 @@ def confirm_password_reset(
     body: PasswordResetConfirm, request: Request, sessions: Sessions
 ) -> Response:
     """Set the password, unlock the user and end every session it had."""
-    config = _config(request)
-    with unit_of_work(sessions) as session:
-        service.reset_password(
-            session=session,
-            token=body.token,
-            new_password=body.new_password,
-            ip=_ip(request),
-            request_id=request_id_of(request),
-            hasher=config.hasher,
-            now=config.clock(),
-        )
-    return _no_content()
+    return _from_link(
+        request,
+        sessions,
+        service.reset_password,
+        token=body.token,
+        new_password=body.new_password,
+    )
 
 
 @router.post(
@@ -308,18 +344,9 @@ def confirm_password_reset(
 )
 def accept_invite(body: InviteAccept, request: Request, sessions: Sessions) -> Response:
     """Choose the first password of an invited user; then log in."""
-    config = _config(request)
-    with unit_of_work(sessions) as session:
-        service.accept_invite(
-            session=session,
-            token=body.token,
-            password=body.password,
-            ip=_ip(request),
-            request_id=request_id_of(request),
-            hasher=config.hasher,
-            now=config.clock(),
-        )
-    return _no_content()
+    return _from_link(
+        request, sessions, service.accept_invite, token=body.token, password=body.password
+    )
 
 
 # --- the caller -------------------------------------------------------------------------
@@ -355,19 +382,23 @@ def change_password(
     principal: Annotated[Principal, require("sessions:self")],
 ) -> Response:
     """Change the password; every other session ends (this one stays)."""
-    config = _config(request)
+    hasher = _config(request).hasher
     try:
-        with unit_of_work(sessions) as session:
-            service.change_password(
+        _audited(
+            request,
+            sessions,
+            principal,
+            lambda session, actor, now: service.change_password(
                 session=session,
                 user_id=_user_id(principal),
                 current_password=body.current_password,
                 new_password=body.new_password,
-                actor=_actor(request, principal),
+                actor=actor,
                 keep_session_id=_credential_id(principal) if principal.kind == "session" else None,
-                hasher=config.hasher,
-                now=config.clock(),
-            )
+                hasher=hasher,
+                now=now,
+            ),
+        )
     except InvalidCredentials as error:
         # 401 would tell a client its own credentials failed; it is a wrong field.
         raise WrongCurrentPassword() from error
@@ -413,14 +444,18 @@ def revoke_my_session(
     principal: Annotated[Principal, require("sessions:self")],
 ) -> Response:
     """Revoke a session of the caller's (another device); someone else's is 404."""
-    with unit_of_work(sessions) as session:
-        service.revoke_session(
+    _audited(
+        request,
+        sessions,
+        principal,
+        lambda session, actor, now: service.revoke_session(
             session=session,
             session_id=session_id,
             owner_id=_user_id(principal),
-            actor=_actor(request, principal),
-            now=_config(request).clock(),
-        )
+            actor=actor,
+            now=now,
+        ),
+    )
     return _no_content()
 
 
@@ -432,13 +467,7 @@ def my_tokens(
     include_inactive: Annotated[bool, Query(description="Revoked and expired ones too.")] = False,
 ) -> list[ApiTokenRead]:
     """The caller's API tokens (never their secrets), newest first."""
-    rows: list[ApiToken] = service.list_api_tokens(
-        session=session,
-        owner_id=_user_id(principal),
-        include_inactive=include_inactive,
-        now=_config(request).clock(),
-    )
-    return [ApiTokenRead.model_validate(row) for row in rows]
+    return _tokens(request, session, _user_id(principal), include_inactive)
 
 
 @router.post(
@@ -462,18 +491,21 @@ def create_my_token(
     if principal.scopes is not None and not set(body.scopes) <= principal.scopes:
         # A token may not mint a token wider than itself.
         raise InvalidInput("scopes: a token can only create tokens within its own scopes")
-    with unit_of_work(sessions) as session:
+
+    def create(session: Session, actor: service.Actor, now: datetime) -> ApiTokenCreated:
         row, secret = service.create_api_token(
             session=session,
             owner_id=_user_id(principal),
             name=body.name,
             scopes=body.scopes,
             expires_at=body.expires_at,
-            actor=_actor(request, principal),
+            actor=actor,
             settings=_config(request).user_settings,
-            now=_config(request).clock(),
+            now=now,
         )
-        answer = ApiTokenCreated(token=ApiTokenRead.model_validate(row), secret=secret)
+        return ApiTokenCreated(token=ApiTokenRead.model_validate(row), secret=secret)
+
+    answer = _audited(request, sessions, principal, create)
     response.headers.update(NO_STORE)
     return answer
 
@@ -492,14 +524,14 @@ def revoke_my_token(
     principal: Annotated[Principal, require("tokens:self")],
 ) -> Response:
     """Revoke at once; someone else's token is 404."""
-    with unit_of_work(sessions) as session:
-        service.revoke_api_token(
-            session=session,
-            token_id=token_id,
-            owner_id=_user_id(principal),
-            actor=_actor(request, principal),
-            now=_config(request).clock(),
-        )
+    _audited(
+        request,
+        sessions,
+        principal,
+        lambda session, actor, now: service.revoke_api_token(
+            session=session, token_id=token_id, owner_id=_user_id(principal), actor=actor, now=now
+        ),
+    )
     return _no_content()
 
 
@@ -540,16 +572,14 @@ def list_users(
     ] = None,
 ) -> Page[UserRead]:
     """Users by email."""
-    rows: list[User] = service.list_users(
-        session=session, role=role, state=state, limit=_fetch(paging.limit), offset=paging.offset
-    )
-    users, next_offset = _page(rows, paging.limit, paging.offset)
-    return Page(
-        items=[UserRead.model_validate(user) for user in users],
-        limit=paging.limit,
+    rows = service.list_users(
+        session=session,
+        role=role,
+        state=state,
+        limit=paging.fetch(service.MAX_PAGE),
         offset=paging.offset,
-        next_offset=next_offset,
     )
+    return paging.answer(rows, UserRead.model_validate, service.MAX_PAGE)
 
 
 @router.post(
@@ -570,18 +600,21 @@ def invite_user(
     principal: Annotated[Principal, require("users:admin")],
 ) -> UserRead:
     """Create an invited user and mail them a single-use link to choose a password."""
-    with unit_of_work(sessions) as session:
+
+    def invite(session: Session, actor: service.Actor, now: datetime) -> UserRead:
         user, _ = service.invite_user(
             session=session,
             email=body.email,
             display_name=body.display_name,
             role=body.role,
-            actor=_actor(request, principal),
+            actor=actor,
             link_template=settings.public_url + INVITE_PAGE,
             settings=_config(request).user_settings,
-            now=_config(request).clock(),
+            now=now,
         )
-        answer = UserRead.model_validate(user)
+        return UserRead.model_validate(user)
+
+    answer = _audited(request, sessions, principal, invite)
     response.headers["Location"] = str(request.url_for("get_user", user_id=answer.id))
     return answer
 
@@ -596,11 +629,6 @@ def invite_user(
 def get_user(user_id: UserId, session: DbSession) -> UserRead:
     """One user (never its password hash)."""
     return UserRead.model_validate(service.get_user(session=session, user_id=user_id))
-
-
-def _change_user(request: Request, sessions: Any, principal: Principal, change: Any) -> UserRead:
-    with unit_of_work(sessions) as session:
-        return UserRead.model_validate(change(session, _actor(request, principal)))
 
 
 @router.put(
@@ -619,17 +647,14 @@ def set_role(
     principal: Annotated[Principal, require("users:admin")],
 ) -> UserRead:
     """Give the user another role; its API tokens with scopes beyond it are revoked."""
-
-    def change(session: Session, actor: service.Actor) -> User:
-        return service.set_role(
-            session=session,
-            user_id=user_id,
-            role=body.role,
-            actor=actor,
-            now=_config(request).clock(),
-        )
-
-    return _change_user(request, sessions, principal, change)
+    return _audited(
+        request,
+        sessions,
+        principal,
+        lambda session, actor, now: UserRead.model_validate(
+            service.set_role(session=session, user_id=user_id, role=body.role, actor=actor, now=now)
+        ),
+    )
 
 
 @router.post(
@@ -646,13 +671,14 @@ def disable_user(
     principal: Annotated[Principal, require("users:admin")],
 ) -> UserRead:
     """No more logins; every session and API token of the user is revoked at once."""
-
-    def change(session: Session, actor: service.Actor) -> User:
-        return service.disable_user(
-            session=session, user_id=user_id, actor=actor, now=_config(request).clock()
-        )
-
-    return _change_user(request, sessions, principal, change)
+    return _audited(
+        request,
+        sessions,
+        principal,
+        lambda session, actor, now: UserRead.model_validate(
+            service.disable_user(session=session, user_id=user_id, actor=actor, now=now)
+        ),
+    )
 
 
 @router.post(
@@ -668,13 +694,14 @@ def enable_user(
     principal: Annotated[Principal, require("users:admin")],
 ) -> UserRead:
     """Re-enable a disabled user (invited again if it never chose a password)."""
-
-    def change(session: Session, actor: service.Actor) -> User:
-        return service.enable_user(
-            session=session, user_id=user_id, actor=actor, now=_config(request).clock()
-        )
-
-    return _change_user(request, sessions, principal, change)
+    return _audited(
+        request,
+        sessions,
+        principal,
+        lambda session, actor, now: UserRead.model_validate(
+            service.enable_user(session=session, user_id=user_id, actor=actor, now=now)
+        ),
+    )
 
 
 @router.get(
@@ -693,13 +720,7 @@ def list_tokens(
     include_inactive: Annotated[bool, Query(description="Revoked and expired ones too.")] = False,
 ) -> list[ApiTokenRead]:
     """API tokens of every user (or one), newest first; never their secrets."""
-    rows: list[ApiToken] = service.list_api_tokens(
-        session=session,
-        owner_id=user_id,
-        include_inactive=include_inactive,
-        now=_config(request).clock(),
-    )
-    return [ApiTokenRead.model_validate(row) for row in rows]
+    return _tokens(request, session, user_id, include_inactive)
 
 
 @router.delete(
@@ -716,13 +737,14 @@ def revoke_token(
     principal: Annotated[Principal, require("tokens:admin")],
 ) -> Response:
     """Revoke someone's API token at once (a leaked integration secret)."""
-    with unit_of_work(sessions) as session:
-        service.revoke_api_token(
-            session=session,
-            token_id=token_id,
-            actor=_actor(request, principal),
-            now=_config(request).clock(),
-        )
+    _audited(
+        request,
+        sessions,
+        principal,
+        lambda session, actor, now: service.revoke_api_token(
+            session=session, token_id=token_id, actor=actor, now=now
+        ),
+    )
     return _no_content()
 
 
@@ -757,13 +779,7 @@ def audit_log(
         target=target,
         since=since,
         until=until,
-        limit=_fetch(paging.limit),
+        limit=paging.fetch(service.MAX_PAGE),
         offset=paging.offset,
     )
-    entries, next_offset = _page(rows, paging.limit, paging.offset)
-    return Page(
-        items=[AuditEntryRead.model_validate(entry) for entry in entries],
-        limit=paging.limit,
-        offset=paging.offset,
-        next_offset=next_offset,
-    )
+    return paging.answer(rows, AuditEntryRead.model_validate, service.MAX_PAGE)

@@ -7,7 +7,7 @@ the answer to its creation.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -37,6 +37,18 @@ __all__ = [
 
 class _ReadModel(BaseModel):
     model_config = ConfigDict(from_attributes=True, frozen=True)
+
+
+class _StrictBody(BaseModel):
+    """A body whose unknown fields are an error (and whose secrets are not stripped)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Long enough for any passphrase, short enough that argon2 never hashes megabytes.
+Password = Annotated[str, Field(min_length=1, max_length=1024)]
+# A single-use link's token (`cloud.users.one_time_tokens`).
+LinkToken = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class _WriteModel(BaseModel):
@@ -112,24 +124,19 @@ class OutboxMailRead(_ReadModel):
 # (password policy, email syntax, role names) and says which one failed.
 
 
-class UserCreate(_WriteModel):
-    email: str = Field(min_length=3, max_length=254)
-    display_name: str = Field(min_length=1, max_length=200)
-    role: str = Field(min_length=1, max_length=32)
-    password: str = Field(min_length=1, max_length=1024)
-
-
 class UserInvite(_WriteModel):
     email: str = Field(min_length=3, max_length=254)
     display_name: str = Field(min_length=1, max_length=200)
     role: str = Field(min_length=1, max_length=32)
 
 
-class PasswordChange(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserCreate(UserInvite):
+    password: Password
 
-    current_password: str = Field(min_length=1, max_length=1024)
-    new_password: str = Field(min_length=1, max_length=1024)
+
+class PasswordChange(_StrictBody):
+    current_password: Password
+    new_password: Password
 
 
 class ApiTokenCreate(_WriteModel):
@@ -141,11 +148,9 @@ class ApiTokenCreate(_WriteModel):
 # --- authentication and the caller (cloud/users/router.py) ---------------------------
 
 
-class LoginRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LoginRequest(_StrictBody):
     email: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=1024)
+    password: Password
 
 
 class LoginAnswer(_ReadModel):
@@ -178,24 +183,18 @@ class CustomerMeters(_ReadModel):
     meters: list[str]
 
 
-class PasswordResetRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PasswordResetRequest(_StrictBody):
     email: str = Field(min_length=1, max_length=320)
 
 
-class PasswordResetConfirm(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    token: str = Field(min_length=1, max_length=128)
-    new_password: str = Field(min_length=1, max_length=1024)
+class PasswordResetConfirm(_StrictBody):
+    token: LinkToken
+    new_password: Password
 
 
-class InviteAccept(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    token: str = Field(min_length=1, max_length=128)
-    password: str = Field(min_length=1, max_length=1024)
+class InviteAccept(_StrictBody):
+    token: LinkToken
+    password: Password
 
 
 class RoleChange(_WriteModel):

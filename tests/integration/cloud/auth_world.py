@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import uvicorn
 from argon2 import PasswordHasher
 from fastapi import FastAPI
@@ -30,7 +31,7 @@ from cloud.core.config import Settings
 from cloud.core.db import unit_of_work
 from cloud.customers.models import Account, AccountMeter
 from cloud.fleet import service as fleet_service
-from cloud.timeseries import TimeSeriesStore
+from cloud.timeseries import SqliteStore, TimeSeriesStore
 from cloud.timeseries.store import to_ms
 from cloud.users import service
 from cloud.users.authorizer import UsersAuthorizer, UsersConfig
@@ -66,6 +67,14 @@ def build_app(
 ) -> FastAPI:
     authorizer = UsersAuthorizer(settings, config or UsersConfig(hasher=FAST))
     return create_app(settings, authorizer=authorizer, engine=engine, store=store)
+
+
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[TimeSeriesStore]:
+    """The body of a module's ``store`` fixture: an embedded SQLite series file in
+    a fresh folder named `name`, closed after (``yield from sqlite_store(...)``)."""
+    made = SqliteStore(tmp_path_factory.mktemp(name) / "ts.sqlite")
+    yield made
+    made.close()
 
 
 def tag() -> str:

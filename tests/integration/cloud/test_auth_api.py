@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.console.security import csrf_token_for
 from cloud.core.security_headers import CONTENT_SECURITY_POLICY
-from cloud.timeseries import SqliteStore, TimeSeriesStore
+from cloud.timeseries import TimeSeriesStore
 from cloud.users import service
 from cloud.users.authorizer import UsersConfig
 from cloud.users.models import AuditEntry, LoginSession, OutboxMail
@@ -35,6 +35,7 @@ from tests.integration.cloud.auth_world import (
     build_app,
     make_user,
     settings_for,
+    sqlite_store,
     tag,
 )
 
@@ -53,9 +54,7 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TimeSeriesStore]:
-    made = SqliteStore(tmp_path_factory.mktemp("auth-api") / "ts.sqlite")
-    yield made
-    made.close()
+    yield from sqlite_store(tmp_path_factory, "auth-api")
 
 
 @pytest.fixture

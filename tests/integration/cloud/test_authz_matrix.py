@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.core.authz import PUBLIC, route_permissions
-from cloud.timeseries import SqliteStore, TimeSeriesStore
+from cloud.timeseries import TimeSeriesStore
 from cloud.users import policies
 from cloud.users.policies import ROLES, Grant
 from tests.integration.cloud.auth_world import (
@@ -43,6 +43,7 @@ from tests.integration.cloud.auth_world import (
     make_user,
     session_token,
     settings_for,
+    sqlite_store,
 )
 
 pytestmark = pytest.mark.integration
@@ -63,9 +64,7 @@ def backend() -> str:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TimeSeriesStore]:
-    made = SqliteStore(tmp_path_factory.mktemp("matrix") / "ts.sqlite")
-    yield made
-    made.close()
+    yield from sqlite_store(tmp_path_factory, "matrix")
 
 
 @pytest.fixture(scope="module")

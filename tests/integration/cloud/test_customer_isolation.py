@@ -29,7 +29,7 @@ from cloud.customers.models import Account, AccountMeter
 from cloud.fleet import service as fleet_service
 from cloud.fleet.models import Gateway, Meter
 from cloud.ingestion.models import DeadLetter
-from cloud.timeseries import SqliteStore, TimeSeriesStore
+from cloud.timeseries import TimeSeriesStore
 from cloud.users.models import ApiToken, AuditEntry, LoginSession, OutboxMail, User
 from tests.integration.cloud.auth_world import (
     ENERGY,
@@ -42,6 +42,7 @@ from tests.integration.cloud.auth_world import (
     make_user,
     session_token,
     settings_for,
+    sqlite_store,
 )
 
 pytestmark = pytest.mark.integration
@@ -53,9 +54,7 @@ FLEET_TABLES = (Gateway, Meter, DeadLetter)
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TimeSeriesStore]:
-    made = SqliteStore(tmp_path_factory.mktemp("isolation") / "ts.sqlite")
-    yield made
-    made.close()
+    yield from sqlite_store(tmp_path_factory, "isolation")
 
 
 @pytest.fixture(scope="module")

@@ -130,6 +130,21 @@ def test_latest_gives_the_newest_reading_per_obis(store: TimeSeriesStore) -> Non
     assert store.latest("nobody") == []
 
 
+def test_meters_reporting_since_names_the_meters_with_a_reading_in_the_window(
+    store: TimeSeriesStore,
+) -> None:
+    assert store.meters_reporting_since(T0) == set()
+    store.write_batch(series("stale", ENERGY, [1.0, 2.0]))  # T0, T0 + 15 min
+    store.write_batch(series("fresh", ENERGY, [1.0, 2.0, 3.0, 4.0]))  # up to T0 + 45 min
+    store.write_batch(batch([reading("power only", POWER, T0 + 3 * QUARTER, 0.5)]))
+    # Inclusive at `since`, any OBIS code counts, a meter is named once.
+    assert store.meters_reporting_since(T0 + 2 * QUARTER) == {"fresh", "power only"}
+    assert store.meters_reporting_since(T0 + QUARTER) == {"stale", "fresh", "power only"}
+    assert store.meters_reporting_since(T0 + 4 * QUARTER) == set()
+    with pytest.raises(NaiveTimestamp):
+        store.meters_reporting_since(datetime(2024, 3, 1))
+
+
 def power_profile() -> list[float]:
     # Two days of 15-minute power, multiples of 1/4 so every sum is exact.
     return [(i % 7) * 0.25 + (i // 96) * 10 for i in range(2 * 96)]
@@ -251,6 +266,7 @@ def test_hostile_serials_round_trip(store: TimeSeriesStore) -> None:
         assert values(store.query_range(serial, ENERGY, T0, T0 + QUARTER)) == [float(n)]
         assert store.count(meter=serial) == 1
     assert store.count() == len(HOSTILE_SERIALS)
+    assert store.meters_reporting_since(T0) == set(HOSTILE_SERIALS)
 
 
 def test_concurrent_writers_lose_nothing(store: TimeSeriesStore) -> None:
