@@ -82,7 +82,7 @@ def list_gateways(
     """Gateways by id, with online state, last status transition and installed meter count."""
     rows = queries.list_gateways(
         session=session,
-        limit=paging.limit + 1,
+        limit=paging.fetch(),
         offset=paging.offset,
         online=online,
         include_decommissioned=include_decommissioned,
@@ -163,18 +163,12 @@ def gateway_status_history(
     rows = queries.status_history(
         session=session,
         gateway_id=gateway_id,
-        limit=paging.limit + 1,
+        limit=paging.fetch(),
         offset=paging.offset,
         since=since,
         until=until,
     )
-    events, next_offset = paging.page(rows)
-    return Page(
-        items=[GatewayStatusEventRead.model_validate(event) for event in events],
-        limit=paging.limit,
-        offset=paging.offset,
-        next_offset=next_offset,
-    )
+    return paging.answer(rows, GatewayStatusEventRead.model_validate)
 
 
 @router.post(
@@ -223,18 +217,12 @@ def list_meters(
     """Meter installations by serial; by default only the installed ones."""
     rows = queries.list_meters(
         session=session,
-        limit=paging.limit + 1,
+        limit=paging.fetch(),
         offset=paging.offset,
         gateway_id=gateway_id,
         include_removed=include_removed,
     )
-    meters, next_offset = paging.page(rows)
-    return Page(
-        items=[MeterRead.model_validate(meter) for meter in meters],
-        limit=paging.limit,
-        offset=paging.offset,
-        next_offset=next_offset,
-    )
+    return paging.answer(rows, MeterRead.model_validate)
 
 
 def _detail(serial: str, rows: list[Meter]) -> MeterDetail:

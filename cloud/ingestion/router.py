@@ -84,7 +84,7 @@ def ingestion_statistics(
         since=since,
         until=until,
         gateway_id=gateway_id,
-        limit=paging.limit + 1,
+        limit=paging.fetch(),
         offset=paging.offset,
     )
     items, next_offset = paging.page(rows)
@@ -124,7 +124,7 @@ def list_dead_letters(
     """Dead letters matching every filter, newest first, without their payload."""
     rows = queries.list_dead_letters(
         session=session,
-        limit=paging.limit + 1,
+        limit=paging.fetch(),
         offset=paging.offset,
         gateway_id=gateway_id,
         reason_code=reason_code,
@@ -132,13 +132,7 @@ def list_dead_letters(
         since=since,
         until=until,
     )
-    letters, next_offset = paging.page(rows)
-    return Page(
-        items=[DeadLetterSummary.model_validate(letter) for letter in letters],
-        limit=paging.limit,
-        offset=paging.offset,
-        next_offset=next_offset,
-    )
+    return paging.answer(rows, DeadLetterSummary.model_validate)
 
 
 DeadLetterId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The dead letter's id.")]
