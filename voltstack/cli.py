@@ -33,6 +33,14 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _SECONDS_PER_UNIT[match.group(2)]
 
 
+def _url(option: str, value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is not None and not value.startswith(tuple(f"{s}://" for s in schemes)):
+        raise typer.BadParameter(
+            f"{value!r}: expected {' or '.join(f'{s}://…' for s in schemes)}", param_hint=option
+        )
+    return value
+
+
 @app.command()
 def demo(
     host: Annotated[
@@ -45,17 +53,52 @@ def demo(
         str | None,
         typer.Option(help="Stop after this long (e.g. 30s, 10m); default: run until Ctrl-C."),
     ] = None,
+    speed: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            max=3600.0,
+            help="Simulated seconds per real second, for meters and agents alike "
+            "(--speed 60: an hour a minute).",
+        ),
+    ] = 1.0,
     data_dir: Annotated[
         Path, typer.Option(help="Where the demo keeps its data (survives a restart).")
     ] = Path("var"),
+    api_port: Annotated[
+        int, typer.Option(help="Port of the REST API and console; a free one is taken if busy.")
+    ] = 8000,
+    broker: Annotated[
+        str | None,
+        typer.Option(help="A real MQTT broker (mqtt://host:1883) instead of the embedded one."),
+    ] = None,
+    influx: Annotated[
+        str | None,
+        typer.Option(help="InfluxDB (http://host:8086) instead of the embedded SQLite store."),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="Operational database (postgresql://user@host/db) instead of SQLite in DATA_DIR."
+        ),
+    ] = None,
 ) -> None:
-    """Run the main job on embedded defaults: nothing to install or configure."""
-    from voltstack.demo import run_demo  # the broker stack loads only for the demo
+    """Run the main job on one machine: simulated fleet, agents, broker, cloud stores."""
+    from voltstack.demo import DemoOptions, run_demo  # the stack loads only for the demo
 
     duration_s = parse_duration(duration) if duration is not None else None
-    run_demo(
-        host=host, mqtt_port=mqtt_port, duration_s=duration_s, data_dir=data_dir, console=Console()
+    options = DemoOptions(
+        host=host,
+        mqtt_port=mqtt_port,
+        duration_s=duration_s,
+        data_dir=data_dir.resolve(),
+        speed=speed,
+        api_port=api_port,
+        broker_url=_url("--broker", broker, ("mqtt",)),
+        influx_url=_url("--influx", influx, ("http", "https")),
+        database_url=_url("--database", database, ("postgresql", "postgresql+psycopg", "sqlite")),
     )
+    run_demo(options, Console())
 
 
 @app.command()
