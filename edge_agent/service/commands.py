@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,6 +47,8 @@ class CommandHost(Protocol):
     """What the commands need of the agent."""
 
     config: AgentConfig
+    # The agent's time: real time, or the simulated meters' time under `simulation:`.
+    clock: Callable[[], float]
 
     def find_dlms_task(self, serial: str) -> tuple[Callable[[Callable[[], None]], None], Any]:
         """(submit a job on the meter's bus thread, its task); KeyError when unknown."""
@@ -94,11 +95,13 @@ def _threshold(command: dict[str, Any]) -> float:
     return float(threshold)
 
 
-def _clock_offset(task: DlmsTask, session: DlmsSession) -> tuple[dt.datetime, float]:
+def _clock_offset(
+    task: DlmsTask, session: DlmsSession, clock: Callable[[], float]
+) -> tuple[dt.datetime, float]:
     """The meter's clock and its offset from ours (meter − agent, seconds)."""
-    before = time.time()
+    before = clock()
     meter_time = task.reader.read_clock(session)
-    after = time.time()
+    after = clock()
     return meter_time, meter_time.timestamp() - (before + after) / 2
 
 
@@ -110,17 +113,19 @@ def _reread(task: DlmsTask, start: dt.datetime, end: dt.datetime) -> Callable[..
     return work
 
 
-def _clock_check(task: DlmsTask) -> Callable[..., Result]:
+def _clock_check(task: DlmsTask, clock: Callable[[], float]) -> Callable[..., Result]:
     def work(session: DlmsSession) -> Result:
-        meter_time, offset = _clock_offset(task, session)
+        meter_time, offset = _clock_offset(task, session, clock)
         return {"meter_time": meter_time.isoformat(), "offset_s": round(offset, 3)}
 
     return work
 
 
-def _clock_sync(task: DlmsTask, threshold_s: float) -> Callable[..., Result]:
+def _clock_sync(
+    task: DlmsTask, threshold_s: float, clock: Callable[[], float]
+) -> Callable[..., Result]:
     def work(session: DlmsSession) -> Result:
-        meter_time, offset = _clock_offset(task, session)
+        meter_time, offset = _clock_offset(task, session, clock)
         result: Result = {
             "meter_time": meter_time.isoformat(),
             "offset_s": round(offset, 3),
@@ -128,8 +133,8 @@ def _clock_sync(task: DlmsTask, threshold_s: float) -> Callable[..., Result]:
             "synced": False,
         }
         if abs(offset) > threshold_s:
-            task.reader.set_clock(session, dt.datetime.now(dt.UTC))
-            _, after = _clock_offset(task, session)
+            task.reader.set_clock(session, dt.datetime.fromtimestamp(clock(), dt.UTC))
+            _, after = _clock_offset(task, session, clock)
             log.warning("meter %s: clock set (was %+.1f s off)", task.serial, offset)
             result.update(synced=True, offset_after_s=round(after, 3))
         return result
@@ -154,9 +159,9 @@ def meter_command(host: CommandHost, command_id: str, command: dict[str, Any]) -
     if action == "reread_profile":
         work = _reread(task, *_range(command))
     elif action == "clock_check":
-        work = _clock_check(task)
+        work = _clock_check(task, host.clock)
     else:
-        work = _clock_sync(task, _threshold(command))
+        work = _clock_sync(task, _threshold(command), host.clock)
 
     def job() -> None:
         answer: Result = {"ok": True, "action": action, "meter": serial}
