@@ -22,6 +22,12 @@ Strategy (paho-mqtt 2, its network loop in one thread of ours):
   in flight when the connection drops is released and sent again: delivery
   is at least once, and the cloud's idempotent writes make it exactly once in
   storage.
+- **Events too**: the agent's events wait in the same buffer (its `events`
+  table); the pump leases them in order, one message each, with a window of
+  their own (`EVENTS_IN_FLIGHT`, on top of the batches' `max_inflight`, so a
+  replay never holds an event back and events never take a batch's place),
+  and deletes each on the PUBACK of its message. The (client, mid) of every
+  message in flight names either a lease or an event.
 """
 
 from __future__ import annotations
@@ -42,13 +48,24 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.config import UplinkConfig
-from edge_agent.domain.buffer_policy import Lease, ReadingBuffer
+from edge_agent.domain.buffer_policy import BufferedEvent, Lease, ReadingBuffer
 from fastcodec import uplink as batch_codec
 from fastcodec.obis import parse_obis
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MqttUplink", "UplinkPump", "UplinkState", "topics_of"]
+__all__ = [
+    "EVENTS_IN_FLIGHT",
+    "Acknowledged",
+    "MqttUplink",
+    "UplinkPump",
+    "UplinkState",
+    "topics_of",
+]
+
+# Event messages unacknowledged at most (beside the batches' window): events
+# are few; a handful in flight drains a backlog of thousands in seconds.
+EVENTS_IN_FLIGHT = 4
 
 
 def topics_of(gateway_id: str) -> dict[str, str]:
@@ -74,9 +91,21 @@ class UplinkState:
     readings_acknowledged: int = 0
     last_puback_at: float | None = None
     last_error: str = ""
+    events_sent: int = 0
+    events_acknowledged: int = 0
     # (client, mid) → lease id: a mid names a message only within one
     # connection's client (a fresh client per connection starts again at 1).
     in_flight: dict[tuple[object, int], int] = field(default_factory=dict)
+    # (client, mid) → event id, the same way.
+    events_in_flight: dict[tuple[object, int], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Acknowledged:
+    """What the broker's PUBACKs since the last look confirmed."""
+
+    leases: list[int]
+    events: list[int]
 
 
 class MqttUplink:
@@ -131,7 +160,9 @@ class MqttUplink:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
             client.tls_insecure_set(False)  # the host name must match: always
-        client.max_inflight_messages_set(self.config.max_inflight)
+        # The events' window on top: paho must not hold an event back behind
+        # a full window of batches (or a batch behind events).
+        client.max_inflight_messages_set(self.config.max_inflight + EVENTS_IN_FLIGHT)
         client.will_set(self.topics["status"], json.dumps({"online": False}), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -239,12 +270,26 @@ class MqttUplink:
         self.state.batches_sent += 1
         return True
 
-    def publish_event(self, event: dict[str, Any]) -> bool:
-        """Send a JSON event (QoS 1); False when not connected."""
+    def publish_event(self, event: BufferedEvent) -> bool:
+        """Send a buffered event as JSON (QoS 1); False when not connected (try later).
+
+        The message is the event's fields with "gateway" and "at_ms" (when it
+        happened, as buffered) first; its PUBACK comes back through
+        `take_acknowledged`.
+        """
         if not self.state.connected:
             return False
-        body = {"gateway": self.gateway_id, "at_ms": int(time.time() * 1000), **event}
-        return self._client.publish(self.topics["events"], json.dumps(body), qos=1).rc == 0
+        fields = {key: value for key, value in event.event.items() if key != "at_ms"}
+        body = {"gateway": self.gateway_id, "at_ms": event.at_ms, **fields}
+        client = self._client
+        # As in publish_lease: no lock of ours around paho's publish.
+        info = client.publish(self.topics["events"], json.dumps(body), qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        with self._lock:
+            self.state.events_in_flight[client, info.mid] = event.event_id
+        self.state.events_sent += 1
+        return True
 
     def publish_command_result(self, command_id: str, result: dict[str, Any]) -> bool:
         if not self.state.connected:
@@ -258,11 +303,11 @@ class MqttUplink:
         # Paho's thread, inside paho's lock: hand over, take no lock of ours.
         self.acknowledged.put((client, mid))
 
-    def take_acknowledged(self) -> list[int]:
-        """The leases whose batches the broker has acknowledged since the last
-        call (the pump's thread; PUBACKs of events, of the status message and
-        of a connection already given up are skipped)."""
-        leases: list[int] = []
+    def take_acknowledged(self) -> Acknowledged:
+        """The leases and events whose messages the broker has acknowledged
+        since the last call (the pump's thread; PUBACKs of the status message,
+        of command results and of a connection already given up are skipped)."""
+        done = Acknowledged([], [])
         while True:
             try:
                 key = self.acknowledged.get_nowait()
@@ -270,12 +315,16 @@ class MqttUplink:
                 break
             with self._lock:
                 lease_id = self.state.in_flight.pop(key, None)
+                event_id = self.state.events_in_flight.pop(key, None)
             if lease_id is not None:
-                leases.append(lease_id)
-        if leases:
-            self.state.batches_acknowledged += len(leases)
+                done.leases.append(lease_id)
+            if event_id is not None:
+                done.events.append(event_id)
+        if done.leases or done.events:
+            self.state.batches_acknowledged += len(done.leases)
+            self.state.events_acknowledged += len(done.events)
             self.state.last_puback_at = time.time()
-        return leases
+        return done
 
     def drop_in_flight(self) -> list[int]:
         """The leases whose PUBACK never came (connection lost): to release."""
@@ -283,6 +332,13 @@ class MqttUplink:
             leases = list(self.state.in_flight.values())
             self.state.in_flight.clear()
         return leases
+
+    def drop_events_in_flight(self) -> list[int]:
+        """The events whose PUBACK never came (connection lost): to release."""
+        with self._lock:
+            events = list(self.state.events_in_flight.values())
+            self.state.events_in_flight.clear()
+        return events
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         command_id = message.topic.rsplit("/", 1)[-1]
@@ -313,6 +369,10 @@ class UplinkPump:
     gives `live_share` of its readings to the live lane first
     (docs/buffer.md, "Send order").
 
+    Events go first in each pass, in the order they happened, at most
+    `events_in_flight` unacknowledged, in a window of their own: a replay of
+    readings cannot hold an event back, nor a backlog of events a batch.
+
     Args:
         buffer: the store-and-forward buffer.
         uplink: the MQTT connection.
@@ -320,6 +380,7 @@ class UplinkPump:
         live_share: the part of each lease reserved for the live lane.
         live_reserve: places in flight the backlog may not take (default: a
             quarter of `max_inflight`, at least 1 when there are 2 or more).
+        events_in_flight: event messages unacknowledged at most.
     """
 
     def __init__(
@@ -330,8 +391,12 @@ class UplinkPump:
         batch_readings: int = 1000,
         live_share: float = 0.5,
         live_reserve: int | None = None,
+        events_in_flight: int = EVENTS_IN_FLIGHT,
     ) -> None:
+        if events_in_flight < 1:
+            raise ValueError(f"events_in_flight must be at least 1, not {events_in_flight}")
         self.buffer, self.uplink, self.batch_readings = buffer, uplink, batch_readings
+        self.events_in_flight = events_in_flight
         self.live_share = live_share
         window = uplink.config.max_inflight
         reserve = max(1, window // 4) if live_reserve is None else live_reserve
@@ -342,7 +407,8 @@ class UplinkPump:
 
     def pump_once(self) -> int:
         """One step: apply PUBACKs, release what a lost connection left in
-        flight, send while the in-flight bound allows. Returns batches sent."""
+        flight, send events and batches while their in-flight bounds allow.
+        Returns batches sent."""
         self._apply_acknowledgements()
         state = self.uplink.state
         if state.connects != self._connection or not state.connected:
@@ -350,7 +416,10 @@ class UplinkPump:
             # unconfirmed goes back to the buffer, in order, to be sent again.
             for lease_id in self.uplink.drop_in_flight():
                 self.buffer.release(lease_id)
+            for event_id in self.uplink.drop_events_in_flight():
+                self.buffer.release_event(event_id)
             self._connection = state.connects
+        self.send_events()
         sent = 0
         while self.uplink.state.connected:
             in_flight = len(self.uplink.state.in_flight)
@@ -369,6 +438,26 @@ class UplinkPump:
             sent += 1
         return sent
 
+    def send_events(self) -> int:
+        """Lease and publish the next events while their window has room.
+        Returns events sent."""
+        state = self.uplink.state
+        room = self.events_in_flight - len(state.events_in_flight)
+        if not state.connected or room <= 0:
+            return 0
+        events = self.buffer.lease_events(room)
+        for index, event in enumerate(events):
+            if not self.uplink.publish_event(event):
+                # Not sent (the connection just went): these go back, in
+                # order; those already sent are released on the reconnect.
+                for unsent in events[index:]:
+                    self.buffer.release_event(unsent.event_id)
+                return index
+        return len(events)
+
     def _apply_acknowledgements(self) -> None:
-        for lease_id in self.uplink.take_acknowledged():
+        done = self.uplink.take_acknowledged()
+        for lease_id in done.leases:
             self.uplink.state.readings_acknowledged += self.buffer.acknowledge(lease_id)
+        for event_id in done.events:
+            self.buffer.acknowledge_event(event_id)

@@ -19,6 +19,13 @@ Guarantees (docs/buffer.md has the reasons and the measurements):
 - One process owns a buffer at a time (an exclusive `flock` on ``<path>.lock``,
   which the kernel frees when the process dies); within it, the methods may
   be called from several threads (the MQTT client acknowledges from its own).
+- Events (meter comm lost, last gasp, buffer overflow, …) have the same
+  guarantee as readings: `append_event` commits (and fsyncs) before the agent
+  does anything else with one, `lease_events` hands them out in the order
+  they happened to be published one per message, and only `acknowledge_event`
+  (the PUBACK of that message) deletes one. They are bounded by a count
+  (`max_events`): beyond it the oldest pending event is dropped and counted
+  (`events_dropped`), never one in flight.
 
 Errors, one root:
 
@@ -30,31 +37,35 @@ Errors, one root:
     ├── BufferCorrupt       not a buffer database, damaged, or a newer schema
     └── BufferClosed        used after `close()`
 
-Schema v2 (`_MIGRATIONS`; `schema_version` holds the version): `meters`
+Schema v3 (`_MIGRATIONS`; `schema_version` holds the version): `meters`
 (serial ↔ small id), `readings` (one row per reading; ``lease_id`` NULL when
-pending), `leases` (in flight: sequence, when), `counters` (the sequence),
-`drops` (per-meter drop totals). SQLite stores no NaN: a NaN value is kept as
-NULL and read back as NaN (its payload bits are not kept).
+pending), `leases` (in flight: sequence, when), `counters` (the sequence, the
+events dropped), `drops` (per-meter drop totals), `events` (one row per
+event, its JSON body; ``leased_at_s`` NULL when pending). SQLite stores no
+NaN: a NaN value is kept as NULL and read back as NaN (its payload bits are
+not kept).
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 from edge_agent.domain.buffer_policy import (
     DEFAULT_LIVE_WINDOW_S,
+    BufferedEvent,
     BufferStats,
     DropReport,
     Lease,
@@ -66,6 +77,7 @@ from edge_agent.domain.buffer_policy import (
 from edge_agent.domain.readings import Reading
 
 __all__ = [
+    "DEFAULT_MAX_EVENTS",
     "SCHEMA_VERSION",
     "BufferClosed",
     "BufferCorrupt",
@@ -73,6 +85,7 @@ __all__ = [
     "BufferLocked",
     "BufferStats",
     "BufferStoreError",
+    "BufferedEvent",
     "DropReport",
     "Lease",
     "SqliteBuffer",
@@ -143,8 +156,25 @@ _V1 = (
 # reading, so the per-meter index is dead weight on every append and lease.
 _V2 = ("DROP INDEX IF EXISTS readings_pending_by_meter",)
 
+# v3: events are durable like readings (they lived in the agent's memory).
+_V3 = (
+    # AUTOINCREMENT: an id is never reused, so a late PUBACK for an event sent
+    # twice (its lease timed out) can never delete a newer event under its id.
+    """CREATE TABLE events (
+        event_id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at_ms INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        leased_at_s REAL
+    )""",
+    # Send and drop order: the order they happened in (the order of append).
+    "CREATE INDEX events_pending ON events (event_id) WHERE leased_at_s IS NULL",
+    # Lease timeouts, looked for on every lease: a range, not a scan.
+    "CREATE INDEX events_in_flight ON events (leased_at_s) WHERE leased_at_s IS NOT NULL",
+    "INSERT INTO counters (name, value) VALUES ('events_dropped', 0)",
+)
+
 # Migration i takes the schema from version i to i + 1; never edit a shipped one.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _UPSERT = """
@@ -173,6 +203,9 @@ _LEASED = """
 
 _NAN = math.nan
 _WAL_LIMIT_BYTES = 16 * 1024 * 1024
+# The agent held at most 10,000 events in memory before they were durable;
+# at a few hundred bytes each the cap costs a few MB of disk at most.
+DEFAULT_MAX_EVENTS = 10_000
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -188,6 +221,18 @@ def _translate(exc: sqlite3.Error, doing: str) -> BufferStoreError:
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         return BufferCorrupt(f"buffer damaged ({doing}): {exc}")
     return BufferStoreError(f"buffer failed while {doing}: {exc}")
+
+
+def _event_body(event: Mapping[str, Any], at_ms: int) -> str:
+    """The event as stored: its JSON text (ValueError when it cannot be one)."""
+    if isinstance(at_ms, bool) or not isinstance(at_ms, int):
+        raise ValueError(f"an event's at_ms must be epoch milliseconds (int), not {at_ms!r}")
+    if not isinstance(event, Mapping) or not isinstance(event.get("event"), str):
+        raise ValueError(f"an event must be a JSON object with an 'event' kind, not {event!r}")
+    try:
+        return json.dumps(dict(event), allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{event['event']} event is not JSON: {exc}") from exc
 
 
 class _UnitOfWork:
@@ -240,6 +285,8 @@ class SqliteBuffer:
         busy_timeout_s: how long to wait for another connection's write lock.
         max_db_bytes: a cap on the database size (`PRAGMA max_page_count`);
             beyond it `append` raises `BufferFull` as on a full disk.
+        max_events: the most events kept; beyond it the oldest pending one
+            is dropped (and counted) by `append_event`.
 
     Raises:
         BufferLocked: another process has the buffer open.
@@ -259,11 +306,13 @@ class SqliteBuffer:
         lease_timeout_s: float = 600.0,
         busy_timeout_s: float = 5.0,
         max_db_bytes: int | None = None,
+        max_events: int = DEFAULT_MAX_EVENTS,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-        if max_readings < 1 or max_age_days <= 0:
-            raise ValueError("max_readings and max_age_days must be positive")
+        if max_readings < 1 or max_age_days <= 0 or max_events < 1:
+            raise ValueError("max_readings, max_age_days and max_events must be positive")
+        self.max_events = max_events
         self.path = Path(path)
         self.max_readings = max_readings
         self.max_age_days = max_age_days
@@ -360,9 +409,14 @@ class SqliteBuffer:
                 "UPDATE readings SET lease_id = NULL WHERE lease_id IS NOT NULL"
             ).rowcount
             connection.execute("DELETE FROM leases")
+            events = connection.execute(
+                "UPDATE events SET leased_at_s = NULL WHERE leased_at_s IS NOT NULL"
+            ).rowcount
             uow.commit()
         if returned:
             logger.info("buffer %s: %d readings in flight returned to pending", self.path, returned)
+        if events:
+            logger.info("buffer %s: %d events in flight returned to pending", self.path, events)
 
     def _load_meters(self, connection: sqlite3.Connection) -> None:
         self._meter_ids = {
@@ -722,6 +776,147 @@ class SqliteBuffer:
             per_meter={meter: by_age + by_size for meter, by_age, by_size in rows},
         )
 
+    # --- events -----------------------------------------------------------------
+
+    def append_event(self, event: Mapping[str, Any], at_ms: int) -> int:
+        """Store an event durably (one transaction, fsynced under FULL).
+
+        Beyond `max_events` the oldest pending events are dropped in the same
+        transaction and added to the `events_dropped` counter (never one in
+        flight: its PUBACK decides).
+
+        Args:
+            event: the event's JSON fields, with its kind under "event"
+                (the uplink adds "gateway" and "at_ms").
+            at_ms: when it happened (epoch ms): the agent's clock, or the
+                meter's own time for an entry of a meter's event log.
+
+        Returns:
+            The event's id (its place in the send order).
+
+        Raises:
+            ValueError: the event is not a JSON object with a kind, or
+                `at_ms` is not an integer; nothing was stored.
+            BufferFull: no room; nothing was stored.
+            BufferStoreError: any other failure; nothing was stored.
+        """
+        body = _event_body(event, at_ms)
+        with self._unit_of_work(f"appending a {event['event']} event") as uow:
+            connection = uow.connection
+            (event_id,) = connection.execute(
+                "INSERT INTO events (at_ms, body) VALUES (?, ?) RETURNING event_id",
+                (at_ms, body),
+            ).fetchone()
+            dropped = self._cap_events(connection)
+            uow.commit()
+        if dropped:
+            logger.warning(
+                "buffer: %d oldest events dropped (more than %d buffered)", dropped, self.max_events
+            )
+        return int(event_id)
+
+    def _cap_events(self, connection: sqlite3.Connection) -> int:
+        (count,) = connection.execute("SELECT count(*) FROM events").fetchone()
+        excess = count - self.max_events
+        if excess <= 0:
+            return 0
+        dropped = connection.execute(
+            "DELETE FROM events WHERE event_id IN (SELECT event_id FROM events INDEXED BY"
+            " events_pending WHERE leased_at_s IS NULL ORDER BY event_id LIMIT ?)",
+            (excess,),
+        ).rowcount
+        connection.execute(
+            "UPDATE counters SET value = value + ? WHERE name = 'events_dropped'", (dropped,)
+        )
+        return int(dropped)
+
+    def lease_events(self, max_events: int) -> list[BufferedEvent]:
+        """Take the oldest pending events (each for one message) and mark them in flight.
+
+        Leases that were neither acknowledged nor released within
+        `lease_timeout_s` go back to pending first.
+
+        Returns:
+            Up to `max_events` events in the order they were appended.
+
+        Raises:
+            ValueError: `max_events` < 1.
+            BufferStoreError: the buffer failed; nothing was leased.
+        """
+        if max_events < 1:
+            raise ValueError(f"max_events must be at least 1, not {max_events}")
+        now_s = self._clock()
+        if not self._events_due(now_s - self.lease_timeout_s):
+            return []  # the usual case, every pump pass: no write transaction
+        # Not fsynced: a lease of an event carries no sequence number, and a
+        # restart returns every lease to pending anyway.
+        with self._unit_of_work("leasing events", durable=False) as uow:
+            connection = uow.connection
+            expired = connection.execute(
+                "UPDATE events SET leased_at_s = NULL WHERE leased_at_s < ?",
+                (now_s - self.lease_timeout_s,),
+            ).rowcount
+            rows = connection.execute(
+                "UPDATE events SET leased_at_s = ? WHERE event_id IN (SELECT event_id FROM events"
+                " INDEXED BY events_pending WHERE leased_at_s IS NULL ORDER BY event_id LIMIT ?)"
+                " RETURNING event_id, at_ms, body",
+                (now_s, max_events),
+            ).fetchall()
+            uow.commit()
+        if expired:
+            logger.warning("buffer: %d event leases timed out, back to pending", expired)
+        # RETURNING gives no order: sort by id, the order of append.
+        return [
+            BufferedEvent(event_id, at_ms, json.loads(body))
+            for event_id, at_ms, body in sorted(rows)
+        ]
+
+    def _events_due(self, expired_before_s: float) -> bool:
+        """Is any event pending, or leased before `expired_before_s`? (a read only)"""
+        with self._lock:
+            connection = self._connection
+            if connection is None:
+                raise BufferClosed(f"buffer {self.path} is closed")
+            try:
+                (due,) = connection.execute(
+                    "SELECT EXISTS (SELECT 1 FROM events"
+                    " WHERE leased_at_s IS NULL OR leased_at_s < ?)",
+                    (expired_before_s,),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise _translate(exc, "looking for events to send") from exc
+        return bool(due)
+
+    def acknowledge_event(self, event_id: int) -> bool:
+        """The broker's PUBACK for an event's message arrived: delete it.
+
+        Returns:
+            False when the event is no longer buffered (acknowledged already).
+        """
+        # Not fsynced, as for readings: a power cut may undo it, and then the
+        # event goes out once more (at least once).
+        with self._unit_of_work("acknowledging an event", durable=False) as uow:
+            count = uow.connection.execute(
+                "DELETE FROM events WHERE event_id = ?", (event_id,)
+            ).rowcount
+            uow.commit()
+        return bool(count)
+
+    def release_event(self, event_id: int) -> bool:
+        """An event's message was not delivered: back to pending, to be sent again.
+
+        Returns:
+            False when the event was not in flight (or is gone).
+        """
+        with self._unit_of_work("releasing an event", durable=False) as uow:
+            count = uow.connection.execute(
+                "UPDATE events SET leased_at_s = NULL WHERE event_id = ?"
+                " AND leased_at_s IS NOT NULL",
+                (event_id,),
+            ).rowcount
+            uow.commit()
+        return bool(count)
+
     def stats(self) -> BufferStats:
         """Depth, in flight, oldest age, size on disk and drops, for status and metrics."""
         now_s = self._clock()
@@ -735,6 +930,10 @@ class SqliteBuffer:
             (drops_total,) = connection.execute(
                 "SELECT coalesce(sum(by_age + by_size), 0) FROM drops"
             ).fetchone()
+            (events,) = connection.execute("SELECT count(*) FROM events").fetchone()
+            (events_dropped,) = connection.execute(
+                "SELECT value FROM counters WHERE name = 'events_dropped'"
+            ).fetchone()
         candidates = [oldest_in_flight, oldest_pending[2] if oldest_pending else None]
         oldest_ms = min((at for at in candidates if at is not None), default=None)
         size = 0
@@ -747,6 +946,8 @@ class SqliteBuffer:
             oldest_age_s=None if oldest_ms is None else now_s - oldest_ms / 1000,
             bytes_on_disk=size,
             drops_total=int(drops_total),
+            events=int(events),
+            events_dropped=int(events_dropped),
         )
 
     def close(self) -> None:

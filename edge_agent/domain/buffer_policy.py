@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_agent.domain.readings import Reading
 
@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_LIVE_WINDOW_S",
     "SECONDS_PER_DAY",
     "BufferStats",
+    "BufferedEvent",
     "DropReport",
     "Lease",
     "ReadingBuffer",
@@ -102,10 +103,26 @@ class BufferStats:
     oldest_age_s: float | None  # age of the oldest buffered reading; None when empty
     bytes_on_disk: int  # database file plus its write-ahead log
     drops_total: int  # every reading ever dropped by the limits
+    events: int = 0  # events buffered, in flight included
+    events_dropped: int = 0  # every event ever dropped by the cap on events
+
+
+@dataclass(frozen=True)
+class BufferedEvent:
+    """An event held in the buffer until the PUBACK of the message that carried it.
+
+    `event_id` is its place in the send order (never reused); `at_ms` when
+    it happened; `event` its JSON fields ("event" names its kind).
+    """
+
+    event_id: int
+    at_ms: int
+    event: Mapping[str, Any]
 
 
 class ReadingBuffer(Protocol):
-    """The port the scheduler and the uplink use (SqliteBuffer, or a fake)."""
+    """The port the scheduler and the uplink use (SqliteBuffer, or a fake):
+    readings, and the agent's events, which are as durable."""
 
     def append(self, readings: Sequence[Reading]) -> None: ...
 
@@ -120,6 +137,14 @@ class ReadingBuffer(Protocol):
     def enforce_limits(self, now: float | None = None) -> DropReport: ...
 
     def stats(self) -> BufferStats: ...
+
+    def append_event(self, event: Mapping[str, Any], at_ms: int) -> int: ...
+
+    def lease_events(self, max_events: int) -> list[BufferedEvent]: ...
+
+    def acknowledge_event(self, event_id: int) -> bool: ...
+
+    def release_event(self, event_id: int) -> bool: ...
 
 
 def order_key(reading: Reading) -> tuple[int, str, str]:

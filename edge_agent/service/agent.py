@@ -6,8 +6,8 @@ Threads (each blocking on its own I/O, so one slow part never stalls another):
   schedule, edge_agent.domain.schedule), one transaction at a time, and
   appends the readings to the buffer — committed before anything else
   happens to them;
-- the **pump**: moves leases from the buffer to the MQTT uplink and PUBACKs
-  back, applies the buffer's limits, and sends events;
+- the **pump**: moves leases and events from the buffer to the MQTT uplink
+  and PUBACKs back, and applies the buffer's limits;
 - paho-mqtt's network thread (inside MqttUplink).
 
 The main thread supervises: systemd notifications and watchdog, the health
@@ -16,6 +16,10 @@ snapshot, commands, and a clean stop on SIGTERM/SIGINT.
 Events (JSON on `vs/v1/{gateway}/events`): `gateway_started`,
 `meter_comm_lost` (after 3 failed reads in a row) and `meter_comm_restored`,
 `buffer_overflow` (readings dropped by the buffer's policy, with counts).
+An event is committed to the buffer (`append_event`, stamped with the agent's
+clock when it happens, a meter's log entry with the meter's time) before
+anything else is done with it, and deleted only on the PUBACK of the message
+that carried it: a crash or a lost connection never loses one.
 Commands (`cmd/{id}`, JSON `{"action": …}`), answered on `cmd_result/{id}`:
 `read_now` (all meters, or `"meters": [serials]`), `status` (the health
 snapshot), `restart` (exit with code 75 so systemd restarts the service);
@@ -278,7 +282,6 @@ class Agent:
         self.stop_event = threading.Event()
         self.exit_code = 0
         self._buffer_lock = threading.Lock()
-        self._events: deque[dict[str, Any]] = deque(maxlen=10_000)
         config.buffer.path.parent.mkdir(parents=True, exist_ok=True)
         self.buffer = SqliteBuffer(
             config.buffer.path,
@@ -300,7 +303,6 @@ class Agent:
         self.marks = MeterMarks(
             config.buffer.path.with_name(f"{config.buffer.path.stem}.marks.json")
         )
-        self._event_sent: dict[int, Callable[[], None]] = {}
         self._results: deque[tuple[str, dict[str, Any]]] = deque()
         # Simulated time (config `simulation:`, demos and tests only): the
         # schedule and the agent's own timestamps follow the simulated meters.
@@ -437,14 +439,37 @@ class Agent:
             log.info("meter %s on %s: communication restored", meter.serial, meter.bus)
             self._event("meter_comm_restored", meter=meter.serial, bus=meter.bus)
 
-    def _event(self, kind: str, **fields: Any) -> None:
-        self._events.append({"event": kind, **fields})
+    def _event(self, kind: str, **fields: Any) -> bool:
+        """An event of the agent's own, stamped now by its clock (simulated or not)."""
+        return self._store_event({"event": kind, **fields}, round(self.clock() * 1000))
 
-    def _meter_event(self, event: dict[str, Any], on_sent: Callable[[], None] | None) -> None:
-        """An event from a meter's log; `on_sent` moves its mark once it went out."""
-        if on_sent is not None:
-            self._event_sent[id(event)] = on_sent
-        self._events.append(event)
+    def _meter_event(self, event: dict[str, Any]) -> bool:
+        """An entry of a meter's event log, stamped with the meter's own time
+        (its "at_ms"); True once committed (then the task moves its mark)."""
+        return self._store_event(event, int(event["at_ms"]))
+
+    def _store_event(self, event: dict[str, Any], at_ms: int) -> bool:
+        """Commit an event to the buffer (the pump sends it); False when refused.
+
+        A full disk drops the oldest readings (the buffer's policy, reported
+        as a `buffer_overflow` event after this one) rather than the event.
+        """
+        try:
+            self.buffer.append_event(event, at_ms)
+            return True
+        except BufferFull:
+            report = self.buffer.make_room(FULL_DISK_ROOM_READINGS)
+        except (BufferStoreError, ValueError) as exc:  # ValueError: not JSON (a bug of ours)
+            log.error("%s event not stored: %s", event.get("event"), exc)
+            return False
+        try:
+            self.buffer.append_event(event, at_ms)
+        except BufferStoreError as exc:  # everything buffered is in flight
+            log.error("%s event not stored, the buffer is full: %s", event["event"], exc)
+            return False
+        finally:
+            self._report_drops(report)
+        return True
 
     # -- running -----------------------------------------------------------------
 
@@ -501,13 +526,12 @@ class Agent:
             self.stop_event.wait(0.02)
 
     def _pump_pass(self, last_limits: float) -> float:
-        """One pass: uplink, the buffer's limits (every 10 s), events, commands."""
+        """One pass: uplink (events and readings), the buffer's limits (every 10 s), commands."""
         with self._buffer_lock:
-            self.pump.pump_once()
+            self.pump.pump_once()  # events first, then readings
             if time.monotonic() - last_limits > 10:
                 last_limits = time.monotonic()
                 self._enforce_limits()
-        self._send_events()
         self._run_commands()
         return last_limits
 
@@ -529,14 +553,6 @@ class Agent:
                 by_size=report.by_size,
                 by_meter=dict(report.per_meter),
             )
-
-    def _send_events(self) -> None:
-        while self._events and self.uplink.state.connected:
-            if not self.uplink.publish_event(self._events[0]):
-                return
-            on_sent = self._event_sent.pop(id(self._events.popleft()), None)
-            if on_sent is not None:
-                on_sent()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -684,6 +700,9 @@ class Agent:
                 "last_puback_at": state.last_puback_at,
                 "last_error": state.last_error,
                 "in_flight": len(state.in_flight),
+                "events_sent": state.events_sent,
+                "events_acknowledged": state.events_acknowledged,
+                "events_in_flight": len(state.events_in_flight),
             },
             "buffer": {
                 "depth": stats.depth,
@@ -691,6 +710,8 @@ class Agent:
                 "in_flight": stats.in_flight,
                 "bytes": stats.bytes_on_disk,
                 "drops_total": stats.drops_total,
+                "events": stats.events,
+                "events_dropped": stats.events_dropped,
             },
             "buses": [worker.snapshot() for worker in self.workers],
             "meters": [

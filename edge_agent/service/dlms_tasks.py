@@ -23,8 +23,13 @@ of the meter or its line (first cycle after it answers again).
 Meter events (codes of the standard event log, simulators/dlms.py) become
 `last_gasp` (1, power down), `power_restored` (2), `tamper` (40) and
 `meter_event` (any other code), stamped with the meter's time (`at_ms`). The
-event mark moves once the event went to the uplink; on first contact the
-agent starts from the meter's clock (old history is not news).
+event mark moves once the event is committed to the buffer, as the profile
+mark does: from then on the buffer owns it (it survives a crash and is
+deleted only on the PUBACK of its message), so the meter's log is never read
+again for it. A crash between that commit and the mark's write reads the
+entry again: the event is sent twice, never lost. An event the buffer refuses
+leaves the mark where it was, and the next cycle reads it again. On first
+contact the agent starts from the meter's clock (old history is not news).
 
 The sessions also serve the remote commands (edge_agent.service.commands):
 `with_session` runs a function inside one association, on the bus thread.
@@ -72,7 +77,7 @@ CATCH_UP_STEP = dt.timedelta(days=1)  # one GET by range: bounded answer, progre
 _DLMS_DEFAULT_TIMEOUT_S = 3.0  # a DLMS answer may be a 1 kB block: longer than a Modbus reply
 
 ReadingStore = Callable[[list[Reading]], bool]  # True once committed to the buffer
-EventSink = Callable[[dict[str, Any], Callable[[], None] | None], None]
+EventSink = Callable[[dict[str, Any]], bool]  # True once committed to the buffer
 
 
 class DlmsLine:
@@ -162,7 +167,7 @@ class DlmsTask:
         sessions: makes its sessions.
         store: commits readings to the buffer; False when it could not.
         marks: the catch-up marks.
-        emit: queues an event; the callback runs once it went to the uplink.
+        emit: commits an event to the buffer; False when it could not.
     """
 
     def __init__(
@@ -183,7 +188,6 @@ class DlmsTask:
         self.reader = DlmsMeterReader(meter.serial, load_profile(meter.profile))
         self.codes = [quantity.obis for quantity in self.reader.profile.quantities]
         self.catch_up_window = dt.timedelta(days=meter.catch_up_days)
-        self._queued_events: Mark | None = None
 
     # -- sessions ---------------------------------------------------------------
 
@@ -276,10 +280,9 @@ class DlmsTask:
         return len(intervals), readings
 
     def _read_events(self, session: DlmsSession, meter_now: dt.datetime) -> None:
-        mark = self._queued_events or self.marks.get(self.serial, "events")
+        mark = self.marks.get(self.serial, "events")
         if mark is None:  # first contact: history is not news
             self.marks.set(self.serial, "events", Mark(_ms(meter_now), 0))
-            self._queued_events = Mark(_ms(meter_now), 0)
             return
         start = max(_utc(mark.at_ms), meter_now - self.catch_up_window)
         # Range bounds travel with whole seconds: an entry logged at 12:00:07.25
@@ -292,9 +295,11 @@ class DlmsTask:
             nth = occurrences[at_ms] = occurrences.get(at_ms, 0) + 1
             if at_ms < mark.at_ms or (at_ms == mark.at_ms and nth <= mark.count_at):
                 continue  # taken in an earlier cycle
-            self._publish(entry, Mark(at_ms, nth))
+            if not self._buffer_event(entry, Mark(at_ms, nth)):
+                return  # the mark stays before it: the next cycle reads it again
 
-    def _publish(self, entry: MeterEvent, mark: Mark) -> None:
+    def _buffer_event(self, entry: MeterEvent, mark: Mark) -> bool:
+        """Commit the entry's event, then move the mark past it; False when refused."""
         kind = EVENT_KINDS.get(entry.code, "meter_event")
         log.warning("meter %s: %s at %s (event log)", self.serial, entry.name, entry.at)
         event = {
@@ -306,10 +311,11 @@ class DlmsTask:
             "name": entry.name,
             "source": "event_log",
         }
-        # In memory at once (the next cycle must not queue it again); on disk
-        # once it went to the uplink (a restart before that reads it again).
-        self._queued_events = mark
-        self.emit(event, lambda: self.marks.set(self.serial, "events", mark))
+        if not self.emit(event):
+            return False
+        # After the commit: the buffer owns the event now (docs/agent.md).
+        self.marks.set(self.serial, "events", mark)
+        return True
 
 
 class OpticalTask:

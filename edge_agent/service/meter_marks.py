@@ -1,14 +1,16 @@
 """How far the agent has taken each DLMS meter's logs: a small state file beside the buffer.
 
 Per meter and log (`profile`, `events`) one mark: the capture time (epoch ms)
-of the newest entry the agent has buffered or published, and for the event
-log how many entries carry exactly that time (two events in one second are
-both taken, and neither twice).
+of the newest entry the agent has committed to its buffer (profile rows as
+readings, log entries as events), and for the event log how many entries
+carry exactly that time (two events in one second are both taken, and
+neither twice).
 
 Why a file of its own and not a table in the buffer's database: the marks
 need no atomicity with the readings. The agent commits the readings first and
 moves the mark after; a crash in between makes it read those rows again, and
-the buffer's upsert on (meter, OBIS, timestamp) stores them once. So a plain
+the buffer's upsert on (meter, OBIS, timestamp) stores them once (an event
+log entry is buffered, and sent, a second time: at least once). So a plain
 JSON file, written atomically (temp file, fsync, rename, fsync of the folder),
 is enough, and the buffer's schema (shared with the uplink) stays as it is.
 A lost or unreadable file only means a catch-up from `catch_up_days` back,
