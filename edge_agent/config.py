@@ -95,6 +95,8 @@ class BufferConfig(_Strict):
     # A cap on the database file below the disk's size; when the cap (or the
     # disk) is reached the oldest readings make room (docs/buffer.md).
     max_db_bytes: int | None = Field(default=None, ge=65_536)
+    # Events wait in the same file; beyond this the oldest pending one is dropped.
+    max_events: int = Field(default=10_000, ge=100)
 
 
 class HealthConfig(_Strict):

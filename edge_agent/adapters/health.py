@@ -24,7 +24,8 @@ The snapshot shape (every key always present):
      "uplink": {"connected", "connects", "disconnects", "batches_sent",
                 "batches_acknowledged", "readings_acknowledged",
                 "last_puback_at": epoch s | None, "last_error", "in_flight"},
-     "buffer": {"depth", "oldest_age_s": s | None, "in_flight", "bytes", "drops_total"},
+     "buffer": {"depth", "oldest_age_s": s | None, "in_flight", "bytes", "drops_total",
+             "events", "events_dropped"},
      "buses": [{"name", "requests", "answers", "timeouts", "garbled", "exceptions",
                 "skipped_breaker_open", "noise_bytes", "utilisation": 0..1}],
      "meters": [{"serial", "bus", "reads_ok", "reads_failed",
@@ -203,6 +204,15 @@ def render_metrics(snapshot: Snapshot) -> str:
         "counter",
         "Readings dropped, oldest first, because the buffer hit its limits.",
         buffer["drops_total"],
+    )
+    out.single(
+        "buffer_events", "gauge", "Events waiting in the buffer for their PUBACK.", buffer["events"]
+    )
+    out.single(
+        "buffer_dropped_events_total",
+        "counter",
+        "Events dropped, oldest first, because more than buffer.max_events were waiting.",
+        buffer["events_dropped"],
     )
 
     bus_counters = (

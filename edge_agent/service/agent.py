@@ -289,6 +289,7 @@ class Agent:
             max_age_days=config.buffer.max_age_days,
             synchronous=config.buffer.synchronous,
             max_db_bytes=config.buffer.max_db_bytes,
+            max_events=config.buffer.max_events,
         )
         self.uplink = MqttUplink(
             config.uplink,

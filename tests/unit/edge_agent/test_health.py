@@ -38,6 +38,8 @@ def make_snapshot(**overrides: Any) -> dict[str, Any]:
             "in_flight": 100,
             "bytes": 65536,
             "drops_total": 3,
+            "events": 2,
+            "events_dropped": 1,
         },
         "buses": [
             {
@@ -164,6 +166,8 @@ def test_metrics_exposition(serve: Any) -> None:
         "voltstack_agent_buffer_oldest_reading_age_seconds 42.5",
         "voltstack_agent_buffer_size_bytes 65536",
         "voltstack_agent_buffer_dropped_readings_total 3",
+        "voltstack_agent_buffer_events 2",
+        "voltstack_agent_buffer_dropped_events_total 1",
         'voltstack_agent_bus_requests_total{bus="rs485-1"} 500',
         'voltstack_agent_bus_timeouts_total{bus="rs485-1"} 15',
         'voltstack_agent_bus_skipped_breaker_open_total{bus="rs485-1"} 7',
