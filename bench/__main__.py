@@ -12,6 +12,7 @@ BENCHMARKS = {
     "bus": "a 32-meter 9600-baud read cycle: our poller, a naive one, the line's capacity",
     "codec": "every fastcodec codec against its peer (pymodbus, gurux-dlms, …)",
     "crc": "CRC-16 throughput against pymodbus and gurux-dlms",
+    "dlms": "one load-profile answer off the line: gurux's path against fastcodec's",
     "ingest": "MQTT to InfluxDB through our workers, readings/s against influxd's ceiling",
     "ingest_query": "a meter-year of 15-minute data as daily sums: SQLite and InfluxDB stores",
 }

@@ -29,6 +29,10 @@ from firmware_bridge.exceptions import LinkClosed, LinkOpenError
 
 __all__ = ["BytePipe", "ReconnectingLink", "SerialLink", "TcpLink", "character_time_s"]
 
+# The wait of one read on an rfc2217:// or socket:// port: how often a read
+# looks at its own deadline (bytes that arrive end the wait at once).
+_URL_POLL_S = 0.01
+
 
 def character_time_s(
     baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
@@ -111,11 +115,15 @@ class SerialLink:
             self._serial.parity, self._serial.bytesize, self._serial.stopbits = "N", 8, 1
         self._serial.open()
         # Local ports have a descriptor to wait on (non-blocking reads after
-        # select); rfc2217:// and socket:// handlers use pyserial's timeouts.
+        # select); rfc2217:// and socket:// handlers use pyserial's timeout,
+        # set once: the rfc2217 handler renegotiates every line setting with
+        # the server (a round trip) each time the timeout changes.
         self._fd: int | None = None
         if isinstance(self._serial, serial.Serial) and hasattr(self._serial, "fd"):
             self._fd = self._serial.fileno()
             self._serial.timeout = 0
+        else:
+            self._serial.timeout = _URL_POLL_S
 
     def _apply_format(self, baudrate: int, bytesize: int, parity: str, stopbits: int) -> None:
         self._serial.baudrate = baudrate
@@ -156,19 +164,22 @@ class SerialLink:
                 if not select.select([self._fd], [], [], max(0.0, timeout_s))[0]:
                     return b""
                 return bytes(self._serial.read(max_bytes))
-            self._serial.timeout = max(0.0, timeout_s)
-            first = self._serial.read(1)
+            deadline = time.monotonic() + timeout_s
+            first = self._serial.read(1)  # waits up to _URL_POLL_S
+            while not first and time.monotonic() < deadline:
+                first = self._serial.read(1)
             if not first:
                 return b""
-            self._serial.timeout = 0
-            return bytes(first + self._serial.read(max(0, max_bytes - 1)))
+            waiting = min(self._serial.in_waiting, max(0, max_bytes - 1))
+            return bytes(first + (self._serial.read(waiting) if waiting else b""))
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkClosed(f"{self.port}: read failed: {exc}") from exc
 
     def discard_input(self) -> int:
         try:
-            if self._fd is None:
-                self._serial.timeout = 0
+            if self._fd is None:  # the handler's timeout stays (see _open)
+                waiting = self._serial.in_waiting
+                return len(self._serial.read(waiting)) if waiting else 0
             dropped = len(self._serial.read(65536))
         except (serial.SerialException, OSError) as exc:
             raise LinkClosed(f"{self.port}: read failed: {exc}") from exc

@@ -34,6 +34,7 @@ check_test() {
     need_command postgresql '/usr/lib/postgresql/*/bin/pg_ctl'
     need_command socat /usr/bin/socat
     need_command mbpoll /usr/bin/mbpoll
+    need_command ser2net /usr/sbin/ser2net  # an RFC 2217 server for rfc2217:// URLs
     need_command openssl /usr/bin/openssl  # test certificates for TLS
     need_command procps /usr/bin/pgrep
     need_command chromium /usr/bin/chromium  # the console's browser tests (Playwright)
