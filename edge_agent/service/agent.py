@@ -160,20 +160,28 @@ class BusWorker:
     urgent: set[str] = field(default_factory=set)
     urgent_lock: threading.Lock = field(default_factory=threading.Lock)
     # Commands that need the line (reread_profile, clock_*): run between reads.
-    jobs: deque[Callable[[], None]] = field(default_factory=deque)
+    # Each with what to do if the bus stops before running it (an answer).
+    jobs: deque[tuple[Callable[[], None], Callable[[str], None]]] = field(default_factory=deque)
 
-    def submit(self, job: Callable[[], None]) -> None:
-        """Run `job` on this bus's thread, between two reads (it owns the line)."""
-        self.jobs.append(job)
+    def submit(self, job: Callable[[], None], cancel: Callable[[str], None]) -> None:
+        """Run `job` on this bus's thread, between two reads (it owns the line);
+        `cancel(reason)` instead if the bus stops first."""
+        self.jobs.append((job, cancel))
         self.wake.set()
 
     def _run_jobs(self) -> None:
         while self.jobs:
-            job = self.jobs.popleft()
+            job, _ = self.jobs.popleft()
             try:
                 job()
             except Exception:  # a command's bug must not end the bus thread
                 log.exception("bus %s: command job failed", self.name)
+
+    def cancel_jobs(self, reason: str) -> None:
+        """Answer the jobs that will never run (the bus thread has ended)."""
+        while self.jobs:
+            _, cancel = self.jobs.popleft()
+            cancel(reason)
 
     def read_soon(self, serials: set[str]) -> None:
         """Read these meters now (a read_now command), whatever their schedule."""
@@ -192,7 +200,11 @@ class BusWorker:
             for serial in due:
                 if stop.is_set():
                     break
-                self._read(serial)
+                try:
+                    self._read(serial)
+                except Exception:  # a bug of ours must not end the bus thread
+                    log.exception("bus %s: handling meter %s failed", self.name, serial)
+                    self._reschedule(serial)
             wait = min(m.due_at for m in self.health.values()) - self.clock()
             self.wake.wait(max(0.0, min(wait / self.speed, 1.0)))
             self.wake.clear()
@@ -226,11 +238,15 @@ class BusWorker:
             meter.reads_ok += 1
             meter.consecutive_failures = 0
             meter.last_read_at = self.clock()
+        self._reschedule(serial)
+        if (meter.state == "lost") != (before == "lost"):  # lost, or back from lost
+            self.on_state_change(meter, before)
+
+    def _reschedule(self, serial: str) -> None:
+        meter = self.health[serial]
         meter.due_at = next_due_s(
             self.clock(), meter.interval_s, jitter_s(serial, meter.interval_s)
         )
-        if (meter.state == "lost") != (before == "lost"):  # lost, or back from lost
-            self.on_state_change(meter, before)
 
     def snapshot(self) -> dict[str, Any]:
         stats = self.bus.statistics
@@ -459,9 +475,14 @@ class Agent:
             self.buffer.append_event(event, at_ms)
             return True
         except BufferFull:
-            report = self.buffer.make_room(FULL_DISK_ROOM_READINGS)
+            pass
         except (BufferStoreError, ValueError) as exc:  # ValueError: not JSON (a bug of ours)
             log.error("%s event not stored: %s", event.get("event"), exc)
+            return False
+        try:  # outside the handler above, so that its own failure is caught here
+            report = self.buffer.make_room(FULL_DISK_ROOM_READINGS)
+        except BufferStoreError as exc:  # a disk so full that even a DELETE fails
+            log.error("%s event not stored, no room can be made: %s", event["event"], exc)
             return False
         try:
             self.buffer.append_event(event, at_ms)
@@ -498,18 +519,35 @@ class Agent:
             thread.start()
             self._bus_threads.append(thread)
 
-    def _stop_workers(self, timeout_s: float = 30.0) -> None:
-        """Stop the bus threads (each ends its transaction first) and close their lines."""
+    def _stop_workers(self, timeout_s: float = 30.0, *, until_stopped: bool = False) -> bool:
+        """Stop the bus threads (each ends its transaction first) and close their lines.
+
+        Args:
+            timeout_s: how long to wait for each thread (per round).
+            until_stopped: wait in rounds until every thread has ended (a new
+                worker must never share a line with an old one still in a
+                transaction, e.g. a long profile catch-up), unless the agent stops.
+
+        Returns:
+            True when every bus thread has ended.
+        """
         self._bus_stop.set()
         for worker in self.workers:
             worker.wake.set()
         for thread in self._bus_threads:
             thread.join(timeout=timeout_s)
+            while thread.is_alive() and until_stopped and not self.stop_event.is_set():
+                log.warning("bus thread %s still in a transaction; waiting", thread.name)
+                thread.join(timeout=timeout_s)
             if thread.is_alive():
                 log.error("bus thread %s did not stop within %g s", thread.name, timeout_s)
+        stopped = not any(thread.is_alive() for thread in self._bus_threads)
         for worker in self.workers:
+            if stopped:
+                worker.cancel_jobs("the meter's bus was restarted before the command ran")
             with contextlib.suppress(LinkError):
                 worker.link.close()
+        return stopped
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -610,7 +648,9 @@ class Agent:
         """Answer a command that ran elsewhere (a bus thread, apply_config's thread)."""
         self._results.append((command_id, result))
 
-    def find_dlms_task(self, serial: str) -> tuple[Callable[[Callable[[], None]], None], Any]:
+    def find_dlms_task(
+        self, serial: str
+    ) -> tuple[Callable[[Callable[[], None], Callable[[str], None]], None], Any]:
         """The meter's bus worker's `submit`, and its DLMS task."""
         from edge_agent.service.dlms_tasks import DlmsTask
 
@@ -635,7 +675,9 @@ class Agent:
             if self.stop_event.is_set():
                 write_atomically(path, previous)
                 return {"ok": False, "error": "the agent is stopping"}
-            self._stop_workers()
+            if not self._stop_workers(until_stopped=True):
+                write_atomically(path, previous)
+                return {"ok": False, "error": "the agent is stopping"}
             try:
                 self.workers = self._build_workers(config)
                 self._start_workers()

@@ -50,8 +50,10 @@ class CommandHost(Protocol):
     # The agent's time: real time, or the simulated meters' time under `simulation:`.
     clock: Callable[[], float]
 
-    def find_dlms_task(self, serial: str) -> tuple[Callable[[Callable[[], None]], None], Any]:
-        """(submit a job on the meter's bus thread, its task); KeyError when unknown."""
+    def find_dlms_task(
+        self, serial: str
+    ) -> tuple[Callable[[Callable[[], None], Callable[[str], None]], None], Any]:
+        """(submit(job, cancel) on the meter's bus thread, its task); KeyError when unknown."""
         ...
 
     def complete_command(self, command_id: str, result: Result) -> None:
@@ -171,7 +173,12 @@ def meter_command(host: CommandHost, command_id: str, command: dict[str, Any]) -
             answer |= {"ok": False, "error": str(exc)}
         host.complete_command(command_id, answer)
 
-    submit(job)
+    def cancel(reason: str) -> None:
+        host.complete_command(
+            command_id, {"ok": False, "action": action, "meter": serial, "error": reason}
+        )
+
+    submit(job, cancel)
     return None
 
 
