@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import json
 import multiprocessing
 import os
 import subprocess
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from base64 import b64encode
 from datetime import UTC, datetime
@@ -343,15 +345,31 @@ class Workers:
 
 
 def count_points(influx: Any, timestamp_ms: int) -> int:
-    """Points of the round stamped `timestamp_ms` (a busy influxd may need a retry)."""
+    """Points of the round stamped `timestamp_ms`.
+
+    On a loaded machine influxd may be busy compacting the rounds just written
+    and answer slowly: a long timeout and a few attempts, not the fixtures' 10 s.
+    """
     statement = f'SELECT COUNT("value") FROM "reading" WHERE time = {timestamp_ms * 1_000_000}'
+    query = urllib.parse.urlencode(
+        {
+            "u": influx.admin_username,
+            "p": influx.admin_password,
+            "db": DATABASE,
+            "q": statement,
+            "epoch": "ns",
+        }
+    )
+    request = urllib.request.Request(f"{influx.url}/query?{query}", method="POST")
     for attempt in range(5):
         try:
-            answer = influx.query(statement, DATABASE)
+            with urllib.request.urlopen(request, timeout=120) as reply:
+                answer = json.loads(reply.read())
             break
         except OSError:
             if attempt == 4:
                 raise
+            time.sleep(2)
     series = answer["results"][0].get("series")
     return int(series[0]["values"][0][1]) if series else 0
 

@@ -73,6 +73,7 @@ API_PREFIX = "/api/v1"
 API_ROUTERS = (
     "cloud.fleet.router",
     "cloud.metering.router",
+    "cloud.events.router",
     "cloud.ingestion.router",
     "cloud.users.router",
 )

@@ -12,3 +12,12 @@ def write_secret(path: Path, secret: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(secret + "\n")
+
+
+def read_secret(path: Path) -> str | None:
+    """The secret `write_secret` kept in `path`; None when the file is missing or empty."""
+    try:
+        secret = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return secret or None

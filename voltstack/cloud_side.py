@@ -16,11 +16,18 @@ Broker credentials: a gateway's broker password is shown only once, at
 registration; the demo keeps it in `<data>/secrets/<gateway>.password`
 (mode 0600) for the agent's `password_file`. When the file is lost the
 password is rotated. The embedded broker ignores them (anonymous, loopback).
+
+Console logins (`ensure_demo_logins`): an admin, an operator and a customer
+who holds one account with one meter, created through the users service the
+first time; each password is generated once and kept in
+`<data>/secrets/console-<role>.password` (0600), so a restart shows the same
+logins. A lost file gets a new password for that user.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,13 +38,17 @@ from typing import Any
 from sqlalchemy import func, select
 
 from cloud.core.db import make_engine, session_factory, unit_of_work, upgrade_database
+from cloud.customers.models import Account, AccountMeter
 from cloud.fleet.exceptions import MeterAlreadyInstalled
 from cloud.fleet.models import Gateway, GatewayStatusEvent, Meter
 from cloud.fleet.service import register_gateway, register_meter, rotate_broker_password
 from cloud.ingestion.models import DeadLetter, IngestionStatistics
 from cloud.timeseries import InfluxStore, SqliteStore
 from cloud.timeseries.store import TimeSeriesStore
-from voltstack._secrets import write_secret
+from cloud.users import passwords
+from cloud.users import service as users_service
+from cloud.users.models import User
+from voltstack._secrets import read_secret, write_secret
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +144,104 @@ def register_fleet(
     finally:
         engine.dispose()
     return new_gateways, new_meters
+
+
+# The demo's console users: (role, email, display name). Addresses under
+# example.net (RFC 2606): never anyone's real mailbox.
+DEMO_USERS = (
+    ("admin", "admin@demo.example.net", "Demo administrator"),
+    ("operator", "operator@demo.example.net", "Demo operator"),
+    ("customer", "customer@demo.example.net", "Demo customer"),
+)
+DEMO_ACCOUNT = "DEMO-0001"
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """A console login the demo prints."""
+
+    role: str
+    email: str
+    password: str
+    password_file: Path
+    meter_serial: str | None = None  # the customer's own meter
+
+
+def _password_for(
+    session: Any, email: str, display_name: str, role: str, secret_file: Path, epoch: datetime
+) -> str:
+    """The user's password: created with the user, or from its file, or a new one."""
+    user = session.scalar(select(User).where(User.email == email))
+    known = read_secret(secret_file)
+    if user is not None and known is not None:
+        return known
+    password = secrets.token_urlsafe(18)
+    if user is None:
+        users_service.create_user(
+            session=session,
+            email=email,
+            display_name=display_name,
+            role=role,
+            password=password,
+            actor=users_service.Actor.system(),
+            now=epoch,
+        )
+    else:  # the file was lost: the only copy of the password went with it
+        user.password_hash = passwords.hash_password(password)
+        user.password_changed_at = epoch
+        log.info("demo user %s: password file lost, a new password is set", email)
+    write_secret(secret_file, password)
+    return password
+
+
+def _link_demo_meter(session: Any, user_email: str, serial: str, linked_at: datetime) -> None:
+    """The customer's account holds `serial` (once: a restart adds nothing)."""
+    account = session.scalar(select(Account).where(Account.number == DEMO_ACCOUNT))
+    if account is None:
+        holder = session.scalar(select(User.id).where(User.email == user_email))
+        account = Account(number=DEMO_ACCOUNT, holder_user_id=holder, created_at=linked_at)
+        session.add(account)
+        session.flush()
+    linked = session.scalar(
+        select(AccountMeter.id).where(
+            AccountMeter.account_id == account.id,
+            AccountMeter.meter_serial == serial,
+            AccountMeter.unlinked_at.is_(None),
+        )
+    )
+    if linked is None:
+        session.add(AccountMeter(account_id=account.id, meter_serial=serial, linked_at=linked_at))
+
+
+def ensure_demo_logins(
+    database_url: str, *, secrets_dir: Path, customer_meter: str, epoch: datetime
+) -> list[DemoLogin]:
+    """Create the demo's console users and the customer's account, once.
+
+    Args:
+        database_url: the operational database (migrated).
+        secrets_dir: where each password is kept (``console-<role>.password``).
+        customer_meter: the serial the customer's account holds.
+        epoch: the moment the users and the account link are dated (the
+            fleet's epoch: the meter is the customer's for all its readings).
+
+    Returns:
+        The logins, in `DEMO_USERS` order.
+    """
+    engine = make_engine(database_url)
+    logins = []
+    try:
+        with unit_of_work(session_factory(engine)) as session:
+            for role, email, name in DEMO_USERS:
+                secret_file = secrets_dir / f"console-{role}.password"
+                password = _password_for(session, email, name, role, secret_file, epoch)
+                meter = customer_meter if role == "customer" else None
+                if meter is not None:
+                    _link_demo_meter(session, email, meter, epoch)
+                logins.append(DemoLogin(role, email, password, secret_file, meter))
+    finally:
+        engine.dispose()
+    return logins
 
 
 def open_store(

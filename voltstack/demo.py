@@ -55,11 +55,11 @@ from rich.table import Table
 
 import fastcodec
 from voltstack import __version__
-from voltstack._secrets import write_secret
+from voltstack._secrets import read_secret, write_secret
 from voltstack.broker import embedded_broker, free_port, port_is_free
 
 if TYPE_CHECKING:
-    from voltstack.cloud_side import CloudWatch
+    from voltstack.cloud_side import CloudWatch, DemoLogin, FleetMeter
 
 BIN = Path(sys.executable).parent
 STOP_GRACE_S = 15.0
@@ -76,7 +76,16 @@ STRETCHED_INTERVALS_S = (60, 300, 900, 1800, 3600, 86_400)
 # to catch up from, so a missed read would be a missed interval. Real meters
 # keep the agent's defaults (500 ms, one retry).
 SHARED_MACHINE_MODBUS = {"timeout_ms": 1500, "retries": 2}
-STEPS = ("broker", "database", "fleet", "registration", "ingestion", "agents", "console")
+STEPS = (
+    "broker",
+    "database",
+    "fleet",
+    "registration",
+    "logins",
+    "ingestion",
+    "agents",
+    "console",
+)
 
 
 class DemoError(RuntimeError):
@@ -439,6 +448,7 @@ class Running:
     agents: dict[str, Child] = field(default_factory=dict)
     console_url: str | None = None
     watch: CloudWatch | None = None
+    logins: list[DemoLogin] = field(default_factory=list)
 
 
 async def _start(
@@ -510,6 +520,20 @@ async def _start(
 
     await step("registration", "registering gateways and meters", register)
 
+    def create_logins() -> str:
+        meters = {
+            gw: cloud_side.meters_of_agent_config(c) for gw, (_, c) in running.configs.items()
+        }
+        running.logins = cloud_side.ensure_demo_logins(
+            options.operational_url,
+            secrets_dir=data / "secrets",
+            customer_meter=customer_meter(meters),
+            epoch=_fleet_epoch(data / "sim"),
+        )
+        return f"{len(running.logins)} console users, passwords in {data / 'secrets'}"
+
+    await step("logins", "creating the console's demo users", create_logins)
+
     def start_ingest() -> str:
         port = free_port(options.host)
         worker = supervisor.spawn(
@@ -571,10 +595,37 @@ async def _start(
     await step("console", "starting the REST API and the console", start_console)
 
 
+def customer_meter(gateways: dict[str, list[FleetMeter]]) -> str:
+    """The meter the demo customer owns: the first DLMS meter (it keeps an event
+    log, so the customer sees last gasps too), else the first meter."""
+    ordered = [meter for gateway in sorted(gateways) for meter in gateways[gateway]]
+    if not ordered:
+        raise DemoError("the fleet has no meters")
+    return next((m.serial for m in ordered if m.protocol == "dlms"), ordered[0].serial)
+
+
+def _print_logins(console: Console, running: Running) -> None:
+    if not running.logins:
+        return
+    console.print("console logins (passwords kept in the data folder's secrets/):")
+    for login in running.logins:
+        owns = f"  — owns meter {login.meter_serial}" if login.meter_serial else ""
+        console.print(
+            f"  {login.role:<9} {login.email:<28} {login.password}{owns}",
+            markup=False,
+            highlight=False,
+        )
+
+
 def _api_settings(options: DemoOptions) -> dict[str, str]:
     """`voltstack-cloud api`'s settings (VOLTSTACK_*, cloud/core/config.py)."""
     store = store_target(options.store_url)
-    settings = {"VOLTSTACK_DATABASE_URL": options.operational_url}
+    settings = {
+        "VOLTSTACK_DATABASE_URL": options.operational_url,
+        # Signs sessions and CSRF tokens: the demo prints real logins, so not
+        # the development placeholder anyone could forge with.
+        "VOLTSTACK_SECRET_KEY": _api_secret_key(options),
+    }
     if store.url.startswith("sqlite:///"):
         settings["VOLTSTACK_TIMESERIES_STORE"] = "sqlite"
         settings["VOLTSTACK_TIMESERIES_SQLITE_PATH"] = store.url.removeprefix("sqlite:///")
@@ -587,6 +638,16 @@ def _api_settings(options: DemoOptions) -> dict[str, str]:
     if store.influx_password is not None:
         settings["VOLTSTACK_INFLUX_PASSWORD"] = store.influx_password
     return settings
+
+
+def _api_secret_key(options: DemoOptions) -> str:
+    """The API's secret key, generated once and kept (sessions survive a restart)."""
+    path = options.data_dir / "secrets" / "api-secret-key"
+    key = read_secret(path)
+    if key is None:
+        key = secrets.token_urlsafe(48)
+        write_secret(path, key)
+    return key
 
 
 def _redacted(url: str) -> str:
@@ -689,6 +750,7 @@ async def _run(options: DemoOptions, console: Console) -> None:
                     console.print(f"broker {broker_url}; logs in {options.data_dir / 'logs'}")
                     if running.console_url:
                         console.print(f"console: {running.console_url}")
+                    _print_logins(console, running)
                     console.print(
                         "press Ctrl-C to stop"
                         if options.duration_s is None

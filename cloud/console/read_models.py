@@ -22,9 +22,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from cloud.events import queries as events_queries
 from cloud.fleet import queries as fleet_queries
 from cloud.fleet import service as fleet_service
-from cloud.fleet.models import Gateway, Meter
+from cloud.fleet.models import DeviceEvent, Gateway, Meter
 from cloud.ingestion.models import DeadLetter, IngestionStatistics
 from cloud.metering import service as metering_service
 from cloud.timeseries.store import Point, TimeSeriesStore, to_ms
@@ -34,10 +35,13 @@ from fastcodec.exceptions import CodecError
 from fastcodec.obis import parse_obis
 
 __all__ = [
+    "HIGHLIGHTED_EVENTS",
     "MAX_LISTED",
+    "RECENT_EVENTS",
     "REPORTING_INTERVAL",
     "SPARKLINE_WINDOW",
     "CustomerDashboard",
+    "EventRow",
     "FleetDashboard",
     "GatewayPage",
     "GatewayRow",
@@ -52,6 +56,7 @@ __all__ = [
     "gateway_page",
     "live_values",
     "meter_page",
+    "recent_events",
 ]
 
 # A meter "reports" when its newest reading is at most this old: the agents'
@@ -60,6 +65,10 @@ REPORTING_INTERVAL = timedelta(minutes=15)
 SPARKLINE_WINDOW = timedelta(hours=1)
 # The most rows any console list shows; beyond it the page says "first N".
 MAX_LISTED = 200
+# Events on the dashboard and on a gateway's or meter's page.
+RECENT_EVENTS = 20
+# Shown highlighted: a meter without power or without contact needs someone.
+HIGHLIGHTED_EVENTS = frozenset({"last_gasp", "meter_comm_lost", "tamper", "buffer_full"})
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,38 @@ class MeterRow:
 
 
 @dataclass(frozen=True)
+class EventRow:
+    """One event as the console lists it."""
+
+    gateway_id: str
+    meter_serial: str | None
+    kind: str
+    severity: str
+    occurred_at: datetime
+    received_at: datetime
+    details: Mapping[str, object]
+
+    @property
+    def highlighted(self) -> bool:
+        return self.kind in HIGHLIGHTED_EVENTS or self.severity == "critical"
+
+    @property
+    def label(self) -> str:
+        """The kind in words: ``last_gasp`` → "last gasp"."""
+        return self.kind.replace("_", " ")
+
+    @property
+    def summary(self) -> str:
+        """The details people read first (the meter's own name, an error)."""
+        parts = [
+            f"{key}: {self.details[key]}"
+            for key in ("name", "error", "bus", "dropped", "readings_lost", "version")
+            if key in self.details
+        ]
+        return ", ".join(str(part)[:120] for part in parts)
+
+
+@dataclass(frozen=True)
 class FleetDashboard:
     gateways_online: int
     gateways_offline: int
@@ -148,6 +189,7 @@ class FleetDashboard:
     readings_per_minute: float
     dead_letters_unresolved: int | None
     gateways: tuple[GatewayRow, ...]
+    events: tuple[EventRow, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +203,7 @@ class GatewayPage:
     agent_version: str | None
     history: tuple[tuple[datetime, bool, str], ...]
     meters: tuple[MeterRow, ...]
+    events: tuple[EventRow, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +212,7 @@ class MeterPage:
     current: MeterRow | None
     installations: tuple[tuple[str, datetime, datetime | None], ...]
     values: tuple[LiveValue, ...]
+    events: tuple[EventRow, ...] | None = None
 
     @property
     def newest_at_ms(self) -> int:
@@ -253,6 +297,32 @@ def changed_values(
     return changed
 
 
+def _event_row(event: DeviceEvent) -> EventRow:
+    return EventRow(
+        gateway_id=event.gateway_id,
+        meter_serial=event.meter_serial,
+        kind=event.kind,
+        severity=event.severity,
+        occurred_at=event.occurred_at,
+        received_at=event.received_at,
+        details=dict(event.details or {}),
+    )
+
+
+def recent_events(
+    *,
+    session: Session,
+    gateway_id: str | None = None,
+    meter_serial: str | None = None,
+    limit: int = RECENT_EVENTS,
+) -> tuple[EventRow, ...]:
+    """The newest events (by when they happened) of the fleet, a gateway or a meter."""
+    rows = events_queries.list_events(
+        session=session, limit=limit, gateway_id=gateway_id, meter_serial=meter_serial
+    )
+    return tuple(_event_row(row) for row in rows)
+
+
 # --- pages ---------------------------------------------------------------------------
 
 
@@ -329,6 +399,7 @@ def fleet_dashboard(
     store: TimeSeriesStore,
     now: datetime,
     include_dead_letters: bool,
+    include_events: bool = False,
 ) -> FleetDashboard:
     """The back office's overview of the whole fleet.
 
@@ -340,6 +411,8 @@ def fleet_dashboard(
     Args:
         include_dead_letters: count unresolved dead letters (only for roles
             that may read them; None is shown otherwise).
+        include_events: list the fleet's newest events (one more statement;
+            None otherwise).
     """
     totals = _fleet_totals(session, include_dead_letters=include_dead_letters)
     reporting = _installed_among(session, store.meters_reporting_since(now - REPORTING_INTERVAL))
@@ -359,6 +432,7 @@ def fleet_dashboard(
             _gateway_row(overview)
             for overview in fleet_queries.gateway_overviews(session=session, gateways=gateways)
         ),
+        events=recent_events(session=session) if include_events else None,
     )
 
 
@@ -384,8 +458,10 @@ def customer_dashboard(
     return CustomerDashboard(meters=tuple(rows))
 
 
-def gateway_page(*, session: Session, store: TimeSeriesStore, gateway_id: str) -> GatewayPage:
-    """One gateway: state, status history, meters installed now.
+def gateway_page(
+    *, session: Session, store: TimeSeriesStore, gateway_id: str, include_events: bool = False
+) -> GatewayPage:
+    """One gateway: state, status history, meters installed now, its newest events.
 
     Raises:
         GatewayNotFound: no such gateway.
@@ -401,11 +477,14 @@ def gateway_page(*, session: Session, store: TimeSeriesStore, gateway_id: str) -
         meters=tuple(
             _meter_row(meter, _newest_reading(store, meter.serial)) for meter in meters[:MAX_LISTED]
         ),
+        events=recent_events(session=session, gateway_id=gateway_id) if include_events else None,
     )
 
 
-def meter_page(*, session: Session, store: TimeSeriesStore, serial: str) -> MeterPage:
-    """One meter: where it is installed (and was), and its newest values.
+def meter_page(
+    *, session: Session, store: TimeSeriesStore, serial: str, include_events: bool = False
+) -> MeterPage:
+    """One meter: where it is installed (and was), its newest values and events.
 
     Raises:
         MeterNotFound: the serial was never installed.
@@ -421,6 +500,7 @@ def meter_page(*, session: Session, store: TimeSeriesStore, serial: str) -> Mete
             (meter.gateway_id, meter.installed_at, meter.removed_at) for meter in installations
         ),
         values=values,
+        events=recent_events(session=session, meter_serial=serial) if include_events else None,
     )
 
 

@@ -125,6 +125,14 @@ def _may(principal: Principal | None, permission: str) -> bool:
     return policies.grant_of(principal.roles, permission) is policies.Grant.ALL
 
 
+def _may_on_own(principal: Principal, permission: str) -> bool:
+    """True if the principal holds `permission` at all (on every object or its own):
+    for a page whose route already checked that its object is the caller's."""
+    if principal.scopes is not None and permission not in principal.scopes:
+        return False
+    return policies.grant_of(principal.roles, permission) is not None
+
+
 def _url(request: Request, path: str) -> str:
     return str(request.scope.get("root_path", "")) + CONSOLE_PREFIX + path
 
@@ -462,6 +470,7 @@ def dashboard(
             store=store,
             now=utc_now(),
             include_dead_letters=_may(principal, "deadletters:read"),
+            include_events=_may(principal, "events:read"),
         )
         return _render(
             request,
@@ -493,7 +502,12 @@ def gateway(
     store: Store,
     principal: Annotated[Principal, require("fleet:read")],
 ) -> HTMLResponse:
-    view = read_models.gateway_page(session=session, store=store, gateway_id=gateway_id)
+    view = read_models.gateway_page(
+        session=session,
+        store=store,
+        gateway_id=gateway_id,
+        include_events=_may(principal, "events:read"),
+    )
     return _render(request, "gateway.html", principal, settings, page=view)
 
 
@@ -519,7 +533,14 @@ def meter(
     store: Store,
     principal: Annotated[Principal, require("readings:read")],
 ) -> HTMLResponse:
-    view = read_models.meter_page(session=session, store=store, serial=serial)
+    # The route checked the serial is the caller's (readings:read); events:read
+    # follows the same ownership rule, so any grant of it shows this meter's.
+    view = read_models.meter_page(
+        session=session,
+        store=store,
+        serial=serial,
+        include_events=_may_on_own(principal, "events:read"),
+    )
     quantities = [
         (
             value.obis,

@@ -1,4 +1,5 @@
-"""Tables of the fleet: gateways, the meters installed on them, their status history.
+"""Tables of the fleet: gateways, the meters installed on them, their status history,
+and the events they report (`DeviceEvent`: last gasps, lost meters, tamper …).
 
 A `Meter` row is one *installation*: a physical meter (its serial) on one
 gateway from `installed_at` until `removed_at`. Moving a meter closes its row
@@ -13,8 +14,10 @@ import re
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -33,6 +36,8 @@ from cloud.core.db import Base
 
 __all__ = [
     "GATEWAY_ID_PATTERN",
+    "DeviceEvent",
+    "EventSeverity",
     "Gateway",
     "GatewayStatusEvent",
     "Meter",
@@ -168,3 +173,70 @@ class GatewayStatusEvent(Base):
 
     def __repr__(self) -> str:
         return f"GatewayStatusEvent({self.gateway_id!r}, online={self.online!r}, at={self.at!r})"
+
+
+class EventSeverity(StrEnum):
+    """How urgent an event is for the back office (docs/events.md)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+_SEVERITIES_SQL = ", ".join(f"'{severity.value}'" for severity in EventSeverity)
+
+
+class DeviceEvent(Base):
+    """An event a gateway reported about itself or one of its meters.
+
+    Identified by (gateway, meter, kind, occurred_at): agents deliver at least
+    once, and a redelivered event must leave one row. NULLs are distinct in a
+    unique index on both SQLite and PostgreSQL (before 15), so gateway events
+    (no meter) have their own partial index; the ingestion inserts with
+    ``ON CONFLICT DO NOTHING``.
+    """
+
+    __tablename__ = "device_events"
+    __table_args__ = (
+        CheckConstraint(f"severity IN ({_SEVERITIES_SQL})", name="severity_known"),
+        Index(
+            "uq_device_events_meter_event",
+            "gateway_id",
+            "meter_serial",
+            "kind",
+            "occurred_at",
+            unique=True,
+            sqlite_where=text("meter_serial IS NOT NULL"),
+            postgresql_where=text("meter_serial IS NOT NULL"),
+        ),
+        Index(
+            "uq_device_events_gateway_event",
+            "gateway_id",
+            "kind",
+            "occurred_at",
+            unique=True,
+            sqlite_where=text("meter_serial IS NULL"),
+            postgresql_where=text("meter_serial IS NULL"),
+        ),
+        Index("ix_device_events_occurred_at", "occurred_at"),
+        Index("ix_device_events_gateway_id_occurred_at", "gateway_id", "occurred_at"),
+        Index("ix_device_events_meter_serial_occurred_at", "meter_serial", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntegerKey, primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(ForeignKey("gateways.id", ondelete="CASCADE"))
+    # The meter the event is about; None for the gateway's own events.
+    meter_serial: Mapped[str | None] = mapped_column(String(64))
+    # The agent's event name: last_gasp, meter_comm_lost, gateway_started …
+    kind: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    # When it happened, by the clock that saw it (a DLMS meter's own clock for
+    # its event log, the agent's otherwise): the event's at_ms.
+    occurred_at: Mapped[datetime]
+    # When the cloud first stored it (a redelivery keeps the first).
+    received_at: Mapped[datetime]
+    # The event's other fields (bus, code, name, error, dropped …) as sent.
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    def __repr__(self) -> str:
+        return f"DeviceEvent({self.gateway_id!r}, {self.meter_serial!r}, {self.kind!r})"

@@ -17,6 +17,14 @@ Invariants:
   foreign meters is misconfigured, and storing part of it would hide that;
 - single readings with a timestamp outside the window or a value outside
   the physical range of its quantity are dropped; the rest is stored.
+
+Speed: the screening runs for every reading the cloud receives, so it works
+on the batch's columns rather than on reading objects. What depends on the
+OBIS code and unit (the range, the SI scale) is looked up once per
+(code, unit) pair of the batch; what holds for a whole batch is checked with
+one C-level pass over a column (min/max of the timestamps, the sum of the
+values is finite only if every value is), and only a batch that fails such a
+check is looked at reading by reading.
 """
 
 from __future__ import annotations
@@ -194,9 +202,27 @@ def meters_not_on_gateway(
     Returns:
         The offending serials, sorted; empty when every reading is fine.
     """
+    timestamps_ms = batch.timestamps_ms
+    if not len(timestamps_ms):
+        return []
+    # One installation covering the batch's whole time span clears a meter for all
+    # its readings: the usual case, decided without looking at a single reading.
+    first_ms, last_ms = min(timestamps_ms), max(timestamps_ms)
+    doubtful = {
+        index
+        for index, serial in enumerate(batch.meters)
+        if not any(
+            spell.covers(first_ms) and spell.covers(last_ms)
+            for spell in installations.get(serial, ())
+        )
+    }
+    if not doubtful:
+        return []
     offending: set[str] = set()
     meters = batch.meters
-    for meter_index, timestamp_ms in zip(batch.meter_index, batch.timestamps_ms, strict=True):
+    for meter_index, timestamp_ms in zip(batch.meter_index, timestamps_ms, strict=True):
+        if meter_index not in doubtful:
+            continue
         serial = meters[meter_index]
         if serial in offending:
             continue
@@ -272,6 +298,15 @@ def value_in_range(obis: Sequence[int], value: float, unit: str) -> bool:
     return low <= scaled <= high
 
 
+def _limits(obis: Sequence[int], unit: str) -> tuple[float, float, float]:
+    """(scale, low, high): a finite value is in range when low <= value * scale <= high."""
+    known = physical_range(obis)
+    if known is None:
+        return 1.0, -math.inf, math.inf
+    low, high, bases = known
+    return _scale(unit, bases), low, high
+
+
 def screen_readings(batch: Batch, *, now_ms: int, rules: ValidationRules) -> Screening:
     """Sort the readings of a batch into stored and dropped.
 
@@ -285,26 +320,35 @@ def screen_readings(batch: Batch, *, now_ms: int, rules: ValidationRules) -> Scr
     """
     oldest = now_ms - rules.max_age // timedelta(milliseconds=1)
     newest = now_ms + rules.max_ahead // timedelta(milliseconds=1)
-    screening = Screening()
+    timestamps_ms, values = batch.timestamps_ms, batch.values
+    count = len(values)
+    if not count:
+        return Screening()
+    out_of_window: list[int] = []
+    if not (oldest <= min(timestamps_ms) and max(timestamps_ms) <= newest):
+        out_of_window = [i for i, at in enumerate(timestamps_ms) if not oldest <= at <= newest]
     codes, units = batch.obis_codes, batch.units
-    ranges: dict[tuple[int, int], bool] = {}
-    for i, (timestamp_ms, value, obis_i, unit_i) in enumerate(
-        zip(batch.timestamps_ms, batch.values, batch.obis_index, batch.unit_index, strict=True)
-    ):
-        if not oldest <= timestamp_ms <= newest:
-            screening.out_of_window.append(i)
-            continue
-        if not math.isfinite(value):
-            screening.out_of_range.append(i)
-            continue
-        key = (obis_i, unit_i)
-        if key not in ranges:
-            ranges[key] = physical_range(codes[obis_i]) is None
-        if ranges[key] or value_in_range(codes[obis_i], value, units[unit_i]):
-            screening.valid.append(i)
-        else:
-            screening.out_of_range.append(i)
-    return screening
+    keys = list(zip(batch.obis_index, batch.unit_index, strict=True))
+    limits = {key: _limits(codes[key[0]], units[key[1]]) for key in set(keys)}
+    # NaN fails every comparison below; ±inf only fails where a range is bounded,
+    # so the finiteness of each value is checked too when the batch holds any.
+    # (A sum of finite values that overflows only costs the reading-by-reading check.)
+    check_finite = not math.isfinite(sum(values))
+    isfinite = math.isfinite
+    out_of_range = [
+        i
+        for i, (value, key) in enumerate(zip(values, keys, strict=True))
+        if not limits[key][1] <= value * limits[key][0] <= limits[key][2]
+        or (check_finite and not isfinite(value))
+    ]
+    if out_of_window and out_of_range:
+        late = set(out_of_window)
+        out_of_range = [i for i in out_of_range if i not in late]
+    if not out_of_window and not out_of_range:
+        return Screening(valid=list(range(count)))
+    dropped = set(out_of_window).union(out_of_range)
+    valid = [i for i in range(count) if i not in dropped]
+    return Screening(valid=valid, out_of_window=out_of_window, out_of_range=out_of_range)
 
 
 def select_readings(batch: Batch, indices: Iterable[int]) -> Batch:

@@ -12,16 +12,17 @@ path parameter no ownership rule knows is refused.
 role                  permissions
 ====================  ===========================================================
 admin                 every permission
-operator              console:view, fleet:read/write, readings:read, ingestion:read,
-                      deadletters:read/resolve, sessions:self, tokens:self
-billing               console:view, fleet:read, readings:read, sessions:self, tokens:self
-support               console:view, fleet:read, readings:read, ingestion:read,
-                      users:read, sessions:self
-technician            console:view, fleet:read/write, readings:read, ingestion:read,
-                      deadletters:read, sessions:self, tokens:self
+operator              console:view, fleet:read/write, readings:read, events:read,
+                      ingestion:read, deadletters:read/resolve, sessions:self, tokens:self
+billing               console:view, fleet:read, readings:read, events:read, sessions:self,
+                      tokens:self
+support               console:view, fleet:read, readings:read, events:read,
+                      ingestion:read, users:read, sessions:self
+technician            console:view, fleet:read/write, readings:read, events:read,
+                      ingestion:read, deadletters:read, sessions:self, tokens:self
 auditor (read-only)   console:view, every ``:read``, audit:read, sessions:self
 customer              console:view, account:read-own, sessions:self, and fleet:read,
-                      readings:read on its own meters only (`Grant.OWN`)
+                      readings:read, events:read on its own meters only (`Grant.OWN`)
 ====================  ===========================================================
 
 docs/users.md carries the full table; a test keeps it equal to `MATRIX`.
@@ -67,6 +68,7 @@ class Permission(StrEnum):
     FLEET_READ = "fleet:read"
     FLEET_WRITE = "fleet:write"
     READINGS_READ = "readings:read"
+    EVENTS_READ = "events:read"
     INGESTION_READ = "ingestion:read"
     DEADLETTERS_READ = "deadletters:read"
     DEADLETTERS_RESOLVE = "deadletters:resolve"
@@ -114,6 +116,7 @@ MATRIX: Mapping[str, Mapping[str, Grant]] = {
         P.FLEET_READ,
         P.FLEET_WRITE,
         P.READINGS_READ,
+        P.EVENTS_READ,
         P.INGESTION_READ,
         P.DEADLETTERS_READ,
         P.DEADLETTERS_RESOLVE,
@@ -121,12 +124,18 @@ MATRIX: Mapping[str, Mapping[str, Grant]] = {
         P.TOKENS_SELF,
     ),
     Role.BILLING: _all(
-        P.CONSOLE_VIEW, P.FLEET_READ, P.READINGS_READ, P.SESSIONS_SELF, P.TOKENS_SELF
+        P.CONSOLE_VIEW,
+        P.FLEET_READ,
+        P.READINGS_READ,
+        P.EVENTS_READ,
+        P.SESSIONS_SELF,
+        P.TOKENS_SELF,
     ),
     Role.SUPPORT: _all(
         P.CONSOLE_VIEW,
         P.FLEET_READ,
         P.READINGS_READ,
+        P.EVENTS_READ,
         P.INGESTION_READ,
         P.USERS_READ,
         P.SESSIONS_SELF,
@@ -136,6 +145,7 @@ MATRIX: Mapping[str, Mapping[str, Grant]] = {
         P.FLEET_READ,
         P.FLEET_WRITE,
         P.READINGS_READ,
+        P.EVENTS_READ,
         P.INGESTION_READ,
         P.DEADLETTERS_READ,
         P.SESSIONS_SELF,
@@ -147,6 +157,7 @@ MATRIX: Mapping[str, Mapping[str, Grant]] = {
         **_all(P.CONSOLE_VIEW, P.ACCOUNT_READ_OWN, P.SESSIONS_SELF),
         P.FLEET_READ.value: Grant.OWN,
         P.READINGS_READ.value: Grant.OWN,
+        P.EVENTS_READ.value: Grant.OWN,
     },
 }
 

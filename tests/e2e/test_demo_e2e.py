@@ -17,15 +17,22 @@ alone:
 - a DLMS meter powered down in the simulator (its control socket, as
   `voltstack-sim fault SERIAL powered_down=true` does) and powered up again
   gives a `last_gasp` event from its gateway on the broker, stamped with the
-  meter's time of the power cut. (The ingestion worker only logs events so
-  far, docs/ingestion.md: the test reads them on the broker, where the
-  console's live view will.)
+  meter's time of the power cut.
+
+And in the console, as a person sees it: the test logs in over HTTP with the
+admin login the demo printed (its password from the data folder's
+``secrets/``), like the login form does (nonce cookie, CSRF field), and reads
+the pages while the demo runs: the killed gateway's page shows it offline
+(the last will) within the keep-alive window of the kill, and the powered-down
+meter's page lists its last gasp at the meter's own time of the power cut —
+the event the ingestion worker stored.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -36,6 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
@@ -46,6 +54,7 @@ from cloud.core.db import make_engine, session_factory
 from cloud.fleet.models import GatewayStatusEvent
 from cloud.ingestion.models import DeadLetter, IngestionStatistics
 from cloud.timeseries import SqliteStore
+from cloud.timeseries.store import from_ms
 from simulators.fleet import load_fleet, truth_of
 from tests.servers import free_port
 
@@ -144,6 +153,64 @@ class Demo:
         return self.output.read_text(errors="replace")
 
 
+class Console:
+    """The demo's console over HTTP, logged in with the login the demo printed."""
+
+    def __init__(self, url: str, email: str, password: str) -> None:
+        self.client = httpx.Client(base_url=url.rstrip("/").removesuffix("/console"), timeout=30)
+        form = self.client.get("/console/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert token, form.text[:500]
+        answer = self.client.post(
+            "/console/login",
+            data={
+                "email": email,
+                "password": password,
+                "csrf_token": token[1],
+                "next": "/console/",
+            },
+        )
+        assert answer.status_code == 303, answer.text[:500]
+        assert "vs_session" in self.client.cookies
+
+    def page(self, path: str) -> str:
+        answer = self.client.get(f"/console{path}")
+        assert answer.status_code == 200, f"{path}: {answer.status_code}"
+        return answer.text
+
+    def offline_since(self, gateway: str, after: datetime) -> datetime | None:
+        """When the gateway's page shows it went offline by its last will, at or
+        after `after` (a row of the page's status history); None before."""
+        rows = re.findall(
+            r'<tr class="status-change" data-online="false"><td><time datetime="([^"]+)">'
+            r"(.*?)</tr>",
+            self.page(f"/gateways/{gateway}"),
+            flags=re.S,
+        )
+        times = [datetime.fromisoformat(at) for at, rest in rows if "last will" in rest]
+        return min((at for at in times if at >= after), default=None)
+
+    def last_gasps(self, serial: str) -> list[datetime]:
+        """The last gasps the meter's page lists, at the times it shows."""
+        events = self.page(f"/meters/{serial}").split('id="events"', 1)
+        if len(events) < 2:
+            return []
+        rows = re.findall(r'data-kind="last_gasp"[^>]*>\s*<td><time datetime="([^"]+)"', events[1])
+        return [datetime.fromisoformat(at) for at in rows]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def console_of(demo: Demo) -> Console | None:
+    """Logged in once the demo printed its console URL (it is up then)."""
+    found = re.search(r"console: (http://\S+)", demo.output.read_text(errors="replace"))
+    if not found:
+        return None
+    password = (demo.data / "secrets" / "console-admin.password").read_text().strip()
+    return Console(found[1], "admin@demo.example.net", password)
+
+
 class EventListener:
     """Collects the gateways' JSON events from the demo's broker."""
 
@@ -177,21 +244,28 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data = tmp_path_factory.mktemp("e2e") / "var"
     demo = Demo(data)
     listener: EventListener | None = None
+    console: Console | None = None
     try:
         listener = wait_for(lambda: connect_events(demo.mqtt_port), 90, "the demo's broker")
         victim_key = f"agent:{VICTIM}"
         pids = wait_for(lambda: demo.pids().get(victim_key) and demo.pids(), 120, "the agents")
         wait_for(lambda: demo.readings_accepted(VICTIM) > 0, 60, f"readings of {VICTIM}")
         wait_for(lambda: demo.readings_accepted(DLMS_GATEWAY) > 0, 60, "DLMS readings")
+        console = wait_for(lambda: console_of(demo), 60, "the console and its admin login")
         powered_down = dlms_serial(data)
         demo.fault(powered_down, powered_down=True)
         down_since = time.monotonic()
         time.sleep(10)  # the kill lands in steady state, a cycle after the first
         killed_at = datetime.now(UTC)
         os.kill(pids[victim_key], signal.SIGKILL)
+        shown_offline = wait_for(
+            lambda: console.offline_since(VICTIM, killed_at),  # type: ignore[union-attr]
+            KEEPALIVE_WINDOW_S + 15,
+            f"{VICTIM} offline in the console after the kill",
+        )
         offline = wait_for(
             lambda: [e for e in demo.status_events(VICTIM) if not e.online and e.at >= killed_at],
-            KEEPALIVE_WINDOW_S + 15,
+            15,
             f"{VICTIM} offline after the kill",
         )[0]
         wait_for(
@@ -216,9 +290,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             45,
             f"the last gasp of {powered_down}",
         )
+        gasps_shown = wait_for(
+            lambda: console.last_gasps(powered_down),  # type: ignore[union-attr]
+            30,
+            f"the last gasp of {powered_down} on its console page",
+        )
     finally:
         if listener is not None:
             listener.close()
+        if console is not None:
+            console.close()
         output = demo.finish()
     return {
         "data": data,
@@ -227,6 +308,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "victim": VICTIM,
         "killed_at": killed_at,
         "offline": offline,
+        "shown_offline": shown_offline,
+        "gasps_shown": gasps_shown,
         "back_online": back_online,
         "powered_down": powered_down,
         "last_gasps": last_gasps,
@@ -296,6 +379,19 @@ def test_a_killed_agent_goes_offline_within_the_keepalive_window(run: dict[str, 
     assert (offline.at - run["killed_at"]).total_seconds() <= KEEPALIVE_WINDOW_S
     assert offline.reason == "last will"
     assert back.at > offline.at
+
+
+def test_the_console_showed_the_killed_gateway_offline_in_time(run: dict[str, Any]) -> None:
+    shown = run["shown_offline"]
+    assert (shown - run["killed_at"]).total_seconds() <= KEEPALIVE_WINDOW_S
+    assert shown == run["offline"].at  # what the page shows is what the cloud stored
+
+
+def test_the_console_shows_the_powered_down_meters_last_gasp(run: dict[str, Any]) -> None:
+    # The meter's own time of the power cut, as its event log and the broker said.
+    broker_times = {from_ms(e["at_ms"]) for e in run["last_gasps"]}
+    assert set(run["gasps_shown"]) <= broker_times
+    assert run["gasps_shown"]
 
 
 def test_the_restarted_agent_leaves_no_gap(run: dict[str, Any]) -> None:

@@ -30,7 +30,13 @@ from cloud.fleet.models import GatewayStatusEvent
 from cloud.ingestion.models import DeadLetter
 from cloud.ingestion.validation import ValidationRules
 from cloud.ingestion.worker import IngestionWorker, WorkerConfig
-from cloud.timeseries import InfluxStore, RetryPolicy, SqliteStore, StoreUnavailable
+from cloud.timeseries import (
+    InfluxStore,
+    PointsRejected,
+    RetryPolicy,
+    SqliteStore,
+    StoreUnavailable,
+)
 from cloud.timeseries.store import from_ms
 from fastcodec.obis import parse_obis
 from fastcodec.uplink import Batch, Reading, decode_batch, encode_batch
@@ -411,7 +417,9 @@ def test_status_birth_and_last_will_are_recorded(
     gateway = fleet(will=True)
     birth = {"online": True, "gateway": gateway.gateway_id, "version": "1.2.3", "buffer_depth": 7}
     gateway.publish("status", json.dumps(birth), retain=True)
-    gateway.publish("events", json.dumps({"event": "gateway_started", "at_ms": 1}))
+    gateway.publish(
+        "events", json.dumps({"event": "gateway_started", "at_ms": int(time.time() * 1000)})
+    )
     gateway.publish("events", b"{not json")
     wait_for(lambda: worker.metrics.snapshot()["status_messages"] == 1, "the birth")
     gateway.drop()
@@ -536,3 +544,210 @@ def http_get_quiet(port: int, path: str) -> int:
         return http_get(("127.0.0.1", port), path)[0]
     except OSError:
         return 0
+
+
+class GatedStore:
+    """A real store whose writes wait at a gate and are recorded, refusals included.
+
+    The gate holds the worker inside its first write so that the messages published
+    meanwhile are already queued when it comes back: they are then handled as one group.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gate = threading.Event()
+        self.writing = threading.Event()
+        self.attempts: list[tuple[int, int, str]] = []  # (sequence, readings, outcome)
+
+    def write_batch(self, batch: Batch) -> int:
+        self.writing.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        try:
+            written = int(self.inner.write_batch(batch))
+        except PointsRejected:
+            self.attempts.append((batch.sequence, len(batch), "refused"))
+            raise
+        self.attempts.append((batch.sequence, len(batch), "stored"))
+        return written
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_store_refusal_inside_a_group_dead_letters_only_that_message(
+    fleet: Callable[..., GatewayClient],
+    make_worker: Callable[..., IngestionWorker],
+    influxd: InfluxServer,
+    sessions: sessionmaker[Session],
+) -> None:
+    # A serial ending in a backslash is a valid meter serial, but InfluxDB would read the
+    # backslash as an escape: the InfluxDB store refuses such a batch for good.
+    bad_serial = "M3\\"
+    gateway = fleet(meters=("M1", "M2", bad_serial))
+    live = InfluxStore(
+        influxd.url,
+        f"ingest_{uuid.uuid4().hex[:8]}",
+        username=influxd.admin_username,
+        password=influxd.admin_password,
+    )
+    store = GatedStore(live)
+    try:
+        worker = make_worker(store)
+        # Other tests' gateways may publish on the shared topics too: count ours.
+        topic = f"vs/v1/{gateway.gateway_id}/readings"
+        acked: list[int] = []
+        ack = worker._ack
+
+        def record_ack(item: Any) -> None:
+            if item.topic == topic:
+                acked.append(item.mid)
+            ack(item)
+
+        worker._ack = record_ack  # type: ignore[method-assign]
+        connection = worker._generation  # unchanged at the end: every _ack sent a PUBACK
+        poisoned = readings(gateway, 4)[0]._replace(meter=f"{gateway.gateway_id}-{bad_serial}")
+        sent = {n: readings(gateway, n) for n in range(1, 8)}
+        sent[4] = [*sent[4], poisoned]
+        payloads = {n: payload(gateway, n, rows) for n, rows in sent.items()}
+
+        gateway.publish("readings", payloads[1])
+        assert store.writing.wait(15), "the first message never reached the store"
+        for n in range(2, 8):  # max_in_flight is 8: all six fit in the worker's queue
+            gateway.publish("readings", payloads[n])
+        wait_for(lambda: worker._queue.qsize() == 6, "six messages queued behind the first")
+        store.gate.set()
+        wait_for(lambda: worker.metrics.snapshot()["batches"] == 7, "seven batches")
+        wait_for(lambda: len(acked) == 7, "seven acknowledgements")
+
+        merged = sum(len(sent[n]) for n in range(2, 8))
+        assert store.attempts == [
+            (1, 20, "stored"),
+            (2, merged, "refused"),  # the group's one write; then message by message:
+            (2, 20, "stored"),
+            (3, 20, "stored"),
+            (4, 21, "refused"),
+            (5, 20, "stored"),
+            (6, 20, "stored"),
+            (7, 20, "stored"),
+        ]
+        letters = dead_letters(sessions, gateway.gateway_id)
+        assert [letter.reason_code for letter in letters] == ["store_rejected"]
+        assert letters[0].payload == payloads[4]
+        assert "backslash" in letters[0].reason
+
+        good = [n for n in sent if n != 4]
+        assert live.count() == 20 * len(good)
+        meter = f"{gateway.gateway_id}-M1"
+        points = live.query_range(meter, "1-0:1.8.0", from_ms(0), from_ms(START_MS + 10**9))
+        assert [p.value for p in points] == [
+            r.value for n in good for r in sent[n] if r.meter == meter
+        ]
+        # Each message acknowledged once, in the order the broker sent them.
+        assert len(acked) == 7
+        assert acked == sorted(set(acked))
+        assert worker._generation == connection and worker.connected
+        snapshot = worker.metrics.snapshot()
+        assert snapshot["readings_stored"] == 20 * len(good)
+        assert snapshot["readings_rejected"] == 21
+        assert snapshot["dead_letters"] == {"store_rejected": 1}
+        assert snapshot["store_errors"] == 0
+        with unit_of_work(sessions) as session:
+            stats = service.ingestion_statistics(
+                session=session,
+                gateway_id=gateway.gateway_id,
+                since=datetime.now(UTC) - timedelta(hours=1),
+                until=datetime.now(UTC) + timedelta(hours=1),
+            )
+            assert sum(s.batches for s in stats) == 7
+            assert sum(s.readings_accepted for s in stats) == 20 * len(good)
+            assert sum(s.readings_rejected for s in stats) == 21
+            assert sum(s.sequence_gaps + s.duplicates for s in stats) == 0
+            assert (
+                service.get_gateway(session=session, gateway_id=gateway.gateway_id).last_sequence
+                == 7
+            )
+    finally:
+        live.close()
+
+
+def test_a_group_checks_meters_against_their_installation_history(
+    sessions: sessionmaker[Session], store: SqliteStore
+) -> None:
+    # M1 moves from gateway A to gateway B at `moved`: readings taken before the move
+    # still belong to A, later ones to B. One group holds batches of both gateways.
+    a, b = f"gw-{uuid.uuid4().hex[:8]}", f"gw-{uuid.uuid4().hex[:8]}"
+    serial = f"{a}-M1"
+    moved_ms = START_MS + 30 * 60_000
+    with unit_of_work(sessions) as session:
+        for gateway_id in (a, b):
+            service.register_gateway(session=session, gateway_id=gateway_id, name="t", site="t")
+        service.register_meter(
+            session=session,
+            serial=serial,
+            model="eastron-sdm630",
+            protocol="modbus",
+            gateway_id=a,
+            installed_at=datetime(2020, 1, 1, tzinfo=UTC),
+        )
+        service.move_meter(session=session, serial=serial, gateway_id=b, at=from_ms(moved_ms))
+
+    def batch_of(gateway_id: str, sequence: int, minutes: range) -> bytes:
+        rows = [
+            Reading(serial, parse_obis("1-0:1.8.0"), START_MS + m * 60_000, 100.0 + m, "kWh", 0)
+            for m in minutes
+        ]
+        return encode_batch(Batch.from_readings(gateway_id, sequence, START_MS, rows))
+
+    messages = {
+        "a before the move": (a, batch_of(a, 1, range(0, 30))),
+        "b after the move": (b, batch_of(b, 1, range(30, 40))),
+        "a across the move": (a, batch_of(a, 2, range(25, 35))),
+        "b before the move": (b, batch_of(b, 2, range(20, 25))),
+    }
+    worker = IngestionWorker(WorkerConfig(host="127.0.0.1"), store=store, sessions=sessions)
+    now = datetime.now(UTC)
+    worker.handle_group(
+        [(f"vs/v1/{gateway_id}/readings", data, now) for gateway_id, data in messages.values()]
+    )
+
+    assert store.count() == 30 + 10
+    refused = {
+        gateway_id: [
+            decode_batch(letter.payload).sequence for letter in dead_letters(sessions, gateway_id)
+        ]
+        for gateway_id in (a, b)
+    }
+    assert refused == {a: [2], b: [2]}
+    assert all(
+        letter.reason_code == "meter_not_on_gateway" and serial in letter.reason
+        for gateway_id in (a, b)
+        for letter in dead_letters(sessions, gateway_id)
+    )
+
+
+def test_a_group_with_an_empty_batch_books_every_batch(
+    fleet: Callable[..., GatewayClient], sessions: sessionmaker[Session], store: SqliteStore
+) -> None:
+    gateway = fleet()
+    worker = IngestionWorker(WorkerConfig(host="127.0.0.1"), store=store, sessions=sessions)
+    topic = f"vs/v1/{gateway.gateway_id}/readings"
+    now = datetime.now(UTC)
+    worker.handle_group(
+        [
+            (topic, payload(gateway, 1, readings(gateway, 1)), now),
+            (topic, payload(gateway, 2, []), now),  # an agent with nothing to send yet
+            (topic, payload(gateway, 4, readings(gateway, 4)), now),
+        ]
+    )
+    assert store.count() == 40
+    assert dead_letters(sessions, gateway.gateway_id) == []
+    snapshot = worker.metrics.snapshot()
+    assert (snapshot["batches"], snapshot["sequence_gaps"], snapshot["readings_stored"]) == (
+        3,
+        1,
+        40,
+    )
+    with unit_of_work(sessions) as session:
+        assert (
+            service.get_gateway(session=session, gateway_id=gateway.gateway_id).last_sequence == 4
+        )

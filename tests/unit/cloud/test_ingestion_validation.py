@@ -6,6 +6,8 @@ import math
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud.ingestion.validation import (
     Installation,
@@ -164,3 +166,95 @@ def test_screen_readings_sorts_by_reason() -> None:
     kept = select_readings(sent, screening.valid)
     assert [r.value for r in kept.readings()] == [10.0, 11.0]
     assert (kept.gateway_id, kept.sequence) == (sent.gateway_id, sent.sequence)
+
+
+# --- the columnar screening agrees with the rules applied reading by reading ---------
+
+SCREENED_CODES = ("1-0:1.8.0", "1-0:32.7.0", "1-0:13.7.0", "1-0:1.7.0", "0-0:96.1.0", "1-0:14.7.0")
+SCREENED_UNITS = ("kWh", "Wh", "MWh", "V", "kV", "mV", "", "kW", "W", "Hz", "x")
+screened_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-2e7, max_value=2e7),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 40.0, 70.0, 1000.0, 1e6, 1e7, 1.7e308, math.inf]),
+    st.sampled_from([-math.inf, math.nan]),
+)
+screened_readings = st.builds(
+    reading,
+    meter=st.sampled_from(["M1", "M2", "M3", "X9"]),
+    obis=st.sampled_from(SCREENED_CODES),
+    timestamp_ms=st.integers(NOW_MS - 402 * DAY_MS, NOW_MS + 2 * DAY_MS),
+    value=screened_values,
+    unit=st.sampled_from(SCREENED_UNITS),
+)
+
+
+def screen_one_by_one(sent: Batch, rules: ValidationRules) -> tuple[list[int], ...]:
+    """The rules as docs/ingestion.md states them, applied to each reading on its own."""
+    oldest, newest = NOW_MS - rules.max_age // MS, NOW_MS + rules.max_ahead // MS
+    valid, late, wrong = [], [], []
+    for i, row in enumerate(sent.readings()):
+        if not oldest <= row.timestamp_ms <= newest:
+            late.append(i)
+        elif not value_in_range(row.obis, row.value, row.unit):
+            wrong.append(i)
+        else:
+            valid.append(i)
+    return valid, late, wrong
+
+
+MS = timedelta(milliseconds=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(screened_readings, min_size=0, max_size=60))
+def test_screening_agrees_with_the_rules_reading_by_reading(rows: list[Reading]) -> None:
+    sent = batch(*rows)
+    screening = screen_readings(sent, now_ms=NOW_MS, rules=RULES)
+    valid, late, wrong = screen_one_by_one(sent, RULES)
+    assert (screening.valid, screening.out_of_window, screening.out_of_range) == (
+        valid,
+        late,
+        wrong,
+    )
+
+
+def test_screening_of_finite_values_whose_sum_overflows() -> None:
+    # 1.7e308 twice overflows the batch's sum: each value is then checked on its own.
+    sent = batch(
+        reading(obis="0-0:96.1.0", value=1.7e308, unit=""),
+        reading(obis="0-0:96.1.0", value=1.7e308, unit=""),
+        reading(obis="0-0:96.1.0", value=math.inf, unit=""),
+    )
+    screening = screen_readings(sent, now_ms=NOW_MS, rules=RULES)
+    assert (screening.valid, screening.out_of_range) == ([0, 1], [2])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(screened_readings, min_size=0, max_size=40),
+    st.dictionaries(
+        st.sampled_from(["M1", "M2", "M3"]),
+        st.lists(
+            st.tuples(
+                st.integers(NOW_MS - 403 * DAY_MS, NOW_MS + 3 * DAY_MS),
+                st.none() | st.integers(1, 200 * DAY_MS),
+            ),
+            max_size=3,
+        ),
+    ),
+)
+def test_meter_check_agrees_with_the_installations_reading_by_reading(
+    rows: list[Reading], spells: dict[str, list[tuple[int, int | None]]]
+) -> None:
+    installed = {
+        serial: [Installation(start, None if span is None else start + span) for start, span in s]
+        for serial, s in spells.items()
+    }
+    expected = sorted(
+        {
+            row.meter
+            for row in rows
+            if not any(spell.covers(row.timestamp_ms) for spell in installed.get(row.meter, ()))
+        }
+    )
+    assert meters_not_on_gateway(batch(*rows), installed) == expected

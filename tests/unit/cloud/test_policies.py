@@ -62,6 +62,7 @@ def test_customer_sees_only_its_own() -> None:
         "sessions:self": Grant.ALL,
         "fleet:read": Grant.OWN,
         "readings:read": Grant.OWN,
+        "events:read": Grant.OWN,
     }
 
 
