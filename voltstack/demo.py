@@ -621,6 +621,9 @@ def _api_settings(options: DemoOptions) -> dict[str, str]:
     """`voltstack-cloud api`'s settings (VOLTSTACK_*, cloud/core/config.py)."""
     store = store_target(options.store_url)
     settings = {
+        # The API defaults to production (Secure cookies, which a browser
+        # never sends back over the demo's plain http): say what this is.
+        "VOLTSTACK_ENVIRONMENT": "development",
         "VOLTSTACK_DATABASE_URL": options.operational_url,
         # Signs sessions and CSRF tokens: the demo prints real logins, so not
         # the development placeholder anyone could forge with.

@@ -31,6 +31,7 @@ from cloud.metering import service as metering_service
 from cloud.timeseries.store import Point, TimeSeriesStore, to_ms
 from cloud.users import service as users_service
 from cloud.users.models import ApiToken, AuditEntry, LoginSession, User
+from cloud.users.visibility import UNRESTRICTED, MeterWindow, customer_window
 from fastcodec.exceptions import CodecError
 from fastcodec.obis import parse_obis
 
@@ -252,8 +253,12 @@ def _gateway_row(overview: fleet_queries.GatewayOverview) -> GatewayRow:
     )
 
 
-def _newest_reading(store: TimeSeriesStore, serial: str) -> datetime | None:
-    return max((point.at for point in store.latest(serial)), default=None)
+def _newest_reading(
+    store: TimeSeriesStore, serial: str, window: MeterWindow = UNRESTRICTED
+) -> datetime | None:
+    return max(
+        (point.at for point in store.latest(serial) if window.allows(point.at)), default=None
+    )
 
 
 def _meter_row(meter: Meter, newest: datetime | None) -> MeterRow:
@@ -315,10 +320,16 @@ def recent_events(
     gateway_id: str | None = None,
     meter_serial: str | None = None,
     limit: int = RECENT_EVENTS,
+    window: MeterWindow = UNRESTRICTED,
 ) -> tuple[EventRow, ...]:
-    """The newest events (by when they happened) of the fleet, a gateway or a meter."""
+    """The newest events (by when they happened) of the fleet, a gateway or a meter
+    (only those within `window`: a customer's link periods)."""
     rows = events_queries.list_events(
-        session=session, limit=limit, gateway_id=gateway_id, meter_serial=meter_serial
+        session=session,
+        limit=limit,
+        gateway_id=gateway_id,
+        meter_serial=meter_serial,
+        within=window.periods,
     )
     return tuple(_event_row(row) for row in rows)
 
@@ -439,7 +450,8 @@ def fleet_dashboard(
 def customer_dashboard(
     *, session: Session, store: TimeSeriesStore, user_id: int
 ) -> CustomerDashboard:
-    """A customer's own meters (linked to its accounts now), with their newest reading."""
+    """A customer's own meters (linked to its accounts now), with their newest reading
+    from while linked to it (never the previous occupant's)."""
     serials = sorted(users_service.customer_meter_serials(session=session, user_id=user_id))
     installed = {
         meter.serial: meter
@@ -449,7 +461,8 @@ def customer_dashboard(
     }
     rows = []
     for serial in serials[:MAX_LISTED]:
-        newest = _newest_reading(store, serial)
+        window = customer_window(session=session, user_id=user_id, serial=serial)
+        newest = _newest_reading(store, serial, window)
         meter = installed.get(serial)
         if meter is None:
             rows.append(MeterRow(serial, "", None, None, newest))
@@ -482,16 +495,22 @@ def gateway_page(
 
 
 def meter_page(
-    *, session: Session, store: TimeSeriesStore, serial: str, include_events: bool = False
+    *,
+    session: Session,
+    store: TimeSeriesStore,
+    serial: str,
+    include_events: bool = False,
+    window: MeterWindow = UNRESTRICTED,
 ) -> MeterPage:
-    """One meter: where it is installed (and was), its newest values and events.
+    """One meter: where it is installed (and was), its newest values and events
+    (those within `window`: for a customer, from while the meter was its own).
 
     Raises:
         MeterNotFound: the serial was never installed.
     """
     installations = fleet_queries.installations(session=session, serial=serial)
     current = next((meter for meter in installations if meter.removed_at is None), None)
-    values = live_values(store.latest(serial))
+    values = live_values(point for point in store.latest(serial) if window.allows(point.at))
     newest = max((value.at for value in values), default=None)
     return MeterPage(
         serial=serial,
@@ -500,7 +519,11 @@ def meter_page(
             (meter.gateway_id, meter.installed_at, meter.removed_at) for meter in installations
         ),
         values=values,
-        events=recent_events(session=session, meter_serial=serial) if include_events else None,
+        events=(
+            recent_events(session=session, meter_serial=serial, window=window)
+            if include_events
+            else None
+        ),
     )
 
 

@@ -74,6 +74,7 @@ from cloud.users import policies
 from cloud.users import service as users_service
 from cloud.users.exceptions import AuthenticationFailed, InvalidSession
 from cloud.users.router import INVITE_PAGE
+from cloud.users.visibility import MeterWindow, meter_window
 
 __all__ = ["CONSOLE_PREFIX", "LIVE_POLL_INTERVAL_S", "install", "router"]
 
@@ -534,12 +535,16 @@ def meter(
     principal: Annotated[Principal, require("readings:read")],
 ) -> HTMLResponse:
     # The route checked the serial is the caller's (readings:read); events:read
-    # follows the same ownership rule, so any grant of it shows this meter's.
+    # follows the same ownership rule, so any grant of it shows this meter's —
+    # and, for a customer, only from while the meter was linked to it.
     view = read_models.meter_page(
         session=session,
         store=store,
         serial=serial,
         include_events=_may_on_own(principal, "events:read"),
+        window=meter_window(
+            session=session, principal=principal, permission="readings:read", serial=serial
+        ),
     )
     quantities = [
         (
@@ -578,6 +583,7 @@ async def _live_events(
     serial: str,
     after_ms: int,
     still_allowed: Callable[[], Awaitable[bool]],
+    window: MeterWindow,
 ) -> AsyncIterator[str]:
     """Changes of a meter's newest values, as SSE, until the client goes or loses access.
 
@@ -591,7 +597,8 @@ async def _live_events(
     last_sent = last_check = time.monotonic()
     while not await request.is_disconnected():
         try:
-            values = read_models.live_values(await run_in_threadpool(store.latest, serial))
+            points = await run_in_threadpool(store.latest, serial)
+            values = read_models.live_values(p for p in points if window.allows(p.at))
         except StoreUnavailable as error:
             logger.warning("live values of %s: store unavailable: %s", serial, error)
             values = None
@@ -629,6 +636,10 @@ def live_values(
     """Server-Sent Events: ``values`` events with the quantities that changed."""
     with sessions() as session:
         fleet_queries.installations(session=session, serial=serial)  # 404 for a typo
+        # Values from before the meter was the customer's are never streamed.
+        window = meter_window(
+            session=session, principal=principal, permission="readings:read", serial=serial
+        )
     last_event_id = request.headers.get("last-event-id", "")
     after_ms = int(last_event_id) if last_event_id.isdigit() else after
 
@@ -645,7 +656,7 @@ def live_values(
         return True
 
     return StreamingResponse(
-        _live_events(request, store, serial, after_ms, still_allowed),
+        _live_events(request, store, serial, after_ms, still_allowed, window),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -10,7 +10,10 @@ them). Secrets are `SecretStr`: they never show in a repr or a log.
 Invariant: outside ``development`` the secret key must not be the
 placeholder — a production install started with the development key would
 sign sessions anyone can forge, so `Settings` refuses to load and names the
-variable to set.
+variable to set. The environment itself defaults to ``production``: an
+install that forgot to configure itself fails at start, never runs quietly
+with forgeable sessions and cookies sent over plain http. Development and
+test say so (``VOLTSTACK_ENVIRONMENT=development``; `make demo` does).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ class Settings(BaseSettings):
     """What the API process needs to know; every field is ``VOLTSTACK_<NAME>``.
 
     Attributes:
-        environment: ``development`` (placeholders allowed), ``test`` or ``production``.
+        environment: ``production`` (the default), ``test``, or ``development``
+            (placeholder secret allowed, cookies without Secure over http).
         database_url: the operational database (``sqlite:///…`` or ``postgresql://…``).
         timeseries_store: ``sqlite`` (embedded file) or ``influx`` (InfluxDB v1 API).
         timeseries_sqlite_path: the SQLite store's file.
@@ -57,7 +61,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    environment: Literal["development", "test", "production"] = "development"
+    environment: Literal["development", "test", "production"] = "production"
     database_url: str = DEFAULT_DATABASE_URL
     timeseries_store: Literal["sqlite", "influx"] = "sqlite"
     timeseries_sqlite_path: Path = Path("var/voltstack-series.sqlite")

@@ -7,10 +7,10 @@ list one statement whatever the filters, served by the table's indexes on
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.orm import Session
 
 from cloud.events.exceptions import InvalidEventWindow
@@ -30,12 +30,16 @@ def list_events(
     severities: Collection[str] | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    within: Sequence[tuple[datetime, datetime | None]] | None = None,
 ) -> list[DeviceEvent]:
     """Events matching every filter given, newest first.
 
     Args:
         since: inclusive lower bound on `occurred_at`.
         until: exclusive upper bound on `occurred_at`.
+        within: only events that occurred in one of these ``[start, end)``
+            periods (end None: open); empty: none at all. A customer's link
+            periods of its meter (`cloud.users.visibility`).
 
     Raises:
         InvalidEventWindow: `since` is after `until`.
@@ -57,5 +61,21 @@ def list_events(
         query = query.where(DeviceEvent.occurred_at >= since)
     if until is not None:
         query = query.where(DeviceEvent.occurred_at < until)
+    if within is not None:
+        query = query.where(_within(within))
     query = query.order_by(DeviceEvent.occurred_at.desc(), DeviceEvent.id.desc())
     return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def _within(periods: Sequence[tuple[datetime, datetime | None]]) -> ColumnElement[bool]:
+    if not periods:
+        return false()
+    return or_(
+        *(
+            and_(
+                DeviceEvent.occurred_at >= start,
+                true() if end is None else DeviceEvent.occurred_at < end,
+            )
+            for start, end in periods
+        )
+    )

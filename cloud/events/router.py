@@ -2,7 +2,9 @@
 
 Mounted under ``/api/v1``. Every route declares ``events:read``; a customer
 holds it only on its own meters (`cloud.users.policies`, Grant.OWN), so it
-reaches ``/meters/{serial}/events`` for those and never the fleet-wide list.
+reaches ``/meters/{serial}/events`` for those and never the fleet-wide list,
+and there only the events from while the meter was linked to one of its
+accounts (`cloud.users.visibility`): not the previous occupant's.
 Times are ISO 8601 with a time zone; `since` inclusive, `until` exclusive.
 """
 
@@ -13,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
-from cloud.core.authz import require
+from cloud.core.authz import Principal, require
 from cloud.core.deps import DbSession
 from cloud.core.pagination import Page, PagingDep
 from cloud.core.problems import ProblemResponses
@@ -21,6 +23,7 @@ from cloud.events import queries
 from cloud.events.schemas import EventRead
 from cloud.fleet import queries as fleet_queries
 from cloud.fleet.models import EventSeverity
+from cloud.users.visibility import meter_window
 
 __all__ = ["TAGS", "router"]
 
@@ -83,18 +86,24 @@ def list_events(
     tags=["events"],
     summary="A meter's events",
     response_model=Page[EventRead],
-    dependencies=[require("events:read")],
 )
 def meter_events(
     serial: Serial,
+    principal: Annotated[Principal, require("events:read")],
     session: DbSession,
     paging: PagingDep,
     kind: Kinds = None,
     since: Since = None,
     until: Until = None,
 ) -> Page[EventRead]:
-    """One meter's events, newest first; 404 for a serial never installed."""
+    """One meter's events, newest first; 404 for a serial never installed.
+
+    A customer gets only those from while the meter was linked to it.
+    """
     fleet_queries.installations(session=session, serial=serial)
+    window = meter_window(
+        session=session, principal=principal, permission="events:read", serial=serial
+    )
     rows = queries.list_events(
         session=session,
         limit=paging.fetch(),
@@ -103,5 +112,6 @@ def meter_events(
         kinds=kind,
         since=since,
         until=until,
+        within=window.periods,
     )
     return paging.answer(rows, EventRead.model_validate)

@@ -19,6 +19,11 @@ class EventRead(BaseModel):
     gateway_id: str
     meter_serial: str | None = Field(description="The meter it is about; null for the gateway.")
     kind: str = Field(description="last_gasp, power_restored, meter_comm_lost, tamper …")
+    event_id: str | None = Field(
+        default=None,
+        description="The agent's stable name for the event (unique per gateway); "
+        "null for events of agents that sent none.",
+    )
     severity: str = Field(description="info, warning or critical.")
     occurred_at: datetime = Field(
         description="When it happened, by the clock that saw it (a DLMS meter's own "

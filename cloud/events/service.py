@@ -5,9 +5,11 @@ Strategy: the ingestion worker hands every ``vs/v1/{gw}/events`` message to
 `EventRecord` or a `Refusal` (the message goes to the dead-letter store with
 its reason, as for readings). `store_event` checks the sender against the
 fleet and inserts with ``ON CONFLICT DO NOTHING``: agents deliver at least
-once, and the partial unique indexes on (gateway, meter, kind, occurred_at)
-make a redelivery leave the one row there is (the first `received_at`
-stays). docs/events.md has the contract.
+once, and the unique index on (gateway, event_id) — for events of older
+agents, without an ``event_id``, the partial ones on (gateway, meter, kind,
+occurred_at) — make a redelivery leave the one row there is (the first
+`received_at` stays), while two events that share a kind and a second (two
+codes of one meter's log) stay two. docs/events.md has the contract.
 
 Invariants:
 
@@ -54,7 +56,9 @@ logger = logging.getLogger(__name__)
 MAX_EVENT_BYTES = 16 * 1024
 KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 # Fields with their own column; every other field goes to `details`.
-_COLUMNS = frozenset({"event", "gateway", "meter", "at_ms"})
+_COLUMNS = frozenset({"event", "gateway", "meter", "at_ms", "event_id"})
+# The agent's name for an event (docs/agent.md): printable, no spaces, bounded.
+EVENT_ID_PATTERN = re.compile(r"^[!-~]{1,128}$")
 # The agents' events (docs/agent.md); any other kind is `info`.
 SEVERITY_OF: dict[str, EventSeverity] = {
     "last_gasp": EventSeverity.CRITICAL,
@@ -78,6 +82,8 @@ class EventRecord:
     kind: str
     occurred_at: datetime
     details: dict[str, Any] = field(default_factory=dict)
+    # The agent's stable name for it; None from agents before event ids.
+    event_id: str | None = None
 
     @property
     def severity(self) -> EventSeverity:
@@ -136,7 +142,8 @@ def parse_event(
     Returns:
         The record, or a `Refusal`: ``too_large``, ``undecodable`` (not a
         JSON object, no snake_case ``event``, no integer ``at_ms``, a bad
-        ``meter``), ``unknown_gateway`` (``gateway`` differs from the topic)
+        ``meter``, an ``event_id`` that is not 1 to 128 printable ASCII
+        characters), ``unknown_gateway`` (``gateway`` differs from the topic)
         or ``timestamp_out_of_window``.
     """
     if len(payload) > MAX_EVENT_BYTES:
@@ -152,6 +159,11 @@ def parse_event(
     meter = document.get("meter")
     if meter is not None and not (isinstance(meter, str) and 1 <= len(meter) <= 64):
         return _undecodable('"meter" must be a serial of 1 to 64 characters')
+    event_id = document.get("event_id")
+    if event_id is not None and not (
+        isinstance(event_id, str) and EVENT_ID_PATTERN.match(event_id)
+    ):
+        return _undecodable('"event_id" must be 1 to 128 printable ASCII characters')
     sender = document.get("gateway")
     if sender is not None and sender != gateway_id:
         return Refusal(
@@ -162,7 +174,7 @@ def parse_event(
     if isinstance(occurred_at, Refusal):
         return occurred_at
     details = {key: value for key, value in document.items() if key not in _COLUMNS}
-    return EventRecord(gateway_id, meter, kind, occurred_at, details)
+    return EventRecord(gateway_id, meter, kind, occurred_at, details, event_id)
 
 
 def _fleet_refusal(session: Session, event: EventRecord) -> Refusal | None:
@@ -209,12 +221,13 @@ def store_event(*, session: Session, event: EventRecord, received_at: datetime) 
             gateway_id=event.gateway_id,
             meter_serial=event.meter_serial,
             kind=event.kind,
+            event_id=event.event_id,
             severity=event.severity.value,
             occurred_at=event.occurred_at,
             received_at=received_at,
             details=event.details,
         )
-        # No conflict target: either partial unique index may be the one hit.
+        # No conflict target: any of the partial unique indexes may be the one hit.
         .on_conflict_do_nothing()
         .returning(DeviceEvent.id)
     )

@@ -189,7 +189,10 @@ _SEVERITIES_SQL = ", ".join(f"'{severity.value}'" for severity in EventSeverity)
 class DeviceEvent(Base):
     """An event a gateway reported about itself or one of its meters.
 
-    Identified by (gateway, meter, kind, occurred_at): agents deliver at least
+    Identified by (gateway, event_id) when the agent named it (migration
+    0004; a meter's log entry is named by serial, code, time and repeat, so
+    two codes logged in one second are two events), else — events of older
+    agents — by (gateway, meter, kind, occurred_at): agents deliver at least
     once, and a redelivered event must leave one row. NULLs are distinct in a
     unique index on both SQLite and PostgreSQL (before 15), so gateway events
     (no meter) have their own partial index; the ingestion inserts with
@@ -206,8 +209,8 @@ class DeviceEvent(Base):
             "kind",
             "occurred_at",
             unique=True,
-            sqlite_where=text("meter_serial IS NOT NULL"),
-            postgresql_where=text("meter_serial IS NOT NULL"),
+            sqlite_where=text("meter_serial IS NOT NULL AND event_id IS NULL"),
+            postgresql_where=text("meter_serial IS NOT NULL AND event_id IS NULL"),
         ),
         Index(
             "uq_device_events_gateway_event",
@@ -215,8 +218,16 @@ class DeviceEvent(Base):
             "kind",
             "occurred_at",
             unique=True,
-            sqlite_where=text("meter_serial IS NULL"),
-            postgresql_where=text("meter_serial IS NULL"),
+            sqlite_where=text("meter_serial IS NULL AND event_id IS NULL"),
+            postgresql_where=text("meter_serial IS NULL AND event_id IS NULL"),
+        ),
+        Index(
+            "uq_device_events_event_id",
+            "gateway_id",
+            "event_id",
+            unique=True,
+            sqlite_where=text("event_id IS NOT NULL"),
+            postgresql_where=text("event_id IS NOT NULL"),
         ),
         Index("ix_device_events_occurred_at", "occurred_at"),
         Index("ix_device_events_gateway_id_occurred_at", "gateway_id", "occurred_at"),
@@ -229,6 +240,8 @@ class DeviceEvent(Base):
     meter_serial: Mapped[str | None] = mapped_column(String(64))
     # The agent's event name: last_gasp, meter_comm_lost, gateway_started …
     kind: Mapped[str] = mapped_column(String(64))
+    # The agent's stable name for the event (docs/agent.md); None from older agents.
+    event_id: Mapped[str | None] = mapped_column(String(128))
     severity: Mapped[str] = mapped_column(String(16))
     # When it happened, by the clock that saw it (a DLMS meter's own clock for
     # its event log, the agent's otherwise): the event's at_ms.

@@ -4,6 +4,11 @@ Mounted under ``/api/v1``. The meter must be known to the fleet (installed
 now or before: 404 otherwise), so a typo is told apart from a silent meter.
 OBIS codes go in the path in text form (``1-0:1.8.0``; ``:`` and ``*`` need no
 escaping in a path segment). Times are ISO 8601 with a time zone.
+
+A customer sees a meter's data only from while the meter was linked to one
+of its accounts (`cloud.users.visibility`): a range reaching before (the
+previous occupant's readings) is answered for its linked part only, and
+latest values from outside are left out. Staff see the whole history.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime
 
-from cloud.core.authz import require
+from cloud.core.authz import Principal, require
 from cloud.core.db import utc_now
 from cloud.core.deps import DbSession, SettingsDep, Store
 from cloud.core.problems import ProblemResponses
@@ -22,6 +27,7 @@ from cloud.fleet import queries as fleet_queries
 from cloud.metering import service
 from cloud.metering.schemas import LatestValue, LatestValues, ReadingPoint, ReadingSeriesRead
 from cloud.timeseries.store import Aggregate, Resolution
+from cloud.users.visibility import meter_window
 
 __all__ = ["DEFAULT_RANGE", "TAGS", "router"]
 
@@ -38,6 +44,7 @@ DEFAULT_RANGE = timedelta(days=1)
 router = APIRouter(responses=ProblemResponses)
 
 Serial = Annotated[str, Path(min_length=1, max_length=64, description="The meter serial.")]
+ReadingsReader = Annotated[Principal, require("readings:read")]
 
 
 @router.get(
@@ -45,12 +52,21 @@ Serial = Annotated[str, Path(min_length=1, max_length=64, description="The meter
     tags=["readings"],
     summary="Latest values of a meter",
     response_model=LatestValues,
-    dependencies=[require("readings:read")],
 )
-def latest_values(serial: Serial, session: DbSession, store: Store) -> LatestValues:
-    """The newest reading of every quantity (OBIS code) the meter reported, with units."""
+def latest_values(
+    serial: Serial, session: DbSession, store: Store, principal: ReadingsReader
+) -> LatestValues:
+    """The newest reading of every quantity (OBIS code) the meter reported, with units.
+
+    For a customer, only values taken while the meter was linked to it.
+    """
     fleet_queries.installations(session=session, serial=serial)
-    points = service.latest_values(store=store, serial=serial)
+    window = meter_window(
+        session=session, principal=principal, permission="readings:read", serial=serial
+    )
+    points = service.latest_values(
+        store=store, serial=serial, visible=window.allows if window.restricted else None
+    )
     return LatestValues(
         meter=serial,
         values=[
@@ -72,10 +88,10 @@ def latest_values(serial: Serial, session: DbSession, store: Store) -> LatestVal
     tags=["readings"],
     summary="A meter's quantity over a time range",
     response_model=ReadingSeriesRead,
-    dependencies=[require("readings:read")],
 )
 def readings(
     serial: Serial,
+    principal: ReadingsReader,
     obis: Annotated[
         str, Path(max_length=32, description="OBIS code, e.g. 1-0:1.8.0 (energy import).")
     ],
@@ -104,10 +120,15 @@ def readings(
     is refused with 422 — narrow the range or pick a coarser resolution.
     `aggregate` is ignored for raw readings; ``delta`` suits cumulative
     registers (energy), ``mean``/``max`` instantaneous ones (power, voltage).
+    A customer gets only what was measured while the meter was linked to it
+    (buckets wholly inside those periods).
     """
     end = end or utc_now()
     start = start or end - DEFAULT_RANGE
     fleet_queries.installations(session=session, serial=serial)
+    window = meter_window(
+        session=session, principal=principal, permission="readings:read", serial=serial
+    )
     series = service.reading_series(
         store=store,
         serial=serial,
@@ -117,6 +138,7 @@ def readings(
         resolution=resolution,
         aggregate=aggregate,
         max_points=settings.max_points_per_query,
+        within=window.clip(start, end) if window.restricted else None,
     )
     return ReadingSeriesRead(
         meter=serial,

@@ -34,6 +34,9 @@ least one: a listing route without an id is refused to an OWN grant, so a
 route that forgets to filter by owner cannot leak. ``gateway_id`` (or any
 other parameter) is never a customer's. ``obis`` names a quantity, not an
 object: it is left out of the check (the serial beside it decides).
+Passing this check lets a customer ask about a meter; what of the meter's
+history it then sees — only its own link periods, never a previous
+occupant's — is `cloud.users.visibility`'s window, which the routes apply.
 """
 
 from __future__ import annotations

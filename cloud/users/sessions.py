@@ -11,6 +11,15 @@ moves `last_seen_at`, written at most once per `session_touch_interval` so a
 busy console does not write on every request) and at `expires_at` whatever
 the activity. A disabled user's sessions end at once; roles are read from
 the user row on every request, never cached in the session.
+
+Parallel guesses must not slip past the lockout: the failure count is
+bumped by one atomic ``UPDATE … SET failed_logins = failed_logins + 1
+RETURNING`` (never read, add, write back around a ~100 ms argon2 check), and
+on PostgreSQL the user row is taken ``FOR UPDATE`` before the check, so
+concurrent logins of one user queue and each sees the lock the previous one
+set. SQLite ignores ``FOR UPDATE`` but serialises writers; there a success
+clears the count only if no lockout was set meanwhile (a conditional
+``UPDATE``), so a right guess racing wrong ones cannot undo a lockout.
 """
 
 from __future__ import annotations
@@ -22,8 +31,9 @@ from datetime import datetime
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from cloud.users import passwords
 from cloud.users._common import (
@@ -34,7 +44,6 @@ from cloud.users._common import (
     clock,
     digest,
     get_user,
-    user_by_email,
 )
 from cloud.users._revocation import revoke_all_of_user, revoke_one
 from cloud.users.audit import Actor, record_audit
@@ -109,7 +118,7 @@ def authenticate(
     """
     moment = clock(now)
     address = email.strip().lower()
-    user = user_by_email(session, address) if len(address) <= EMAIL_MAX_LENGTH else None
+    user = _user_for_login(session, address) if len(address) <= EMAIL_MAX_LENGTH else None
     if user is None or user.password_hash is None:
         passwords.dummy_verify(password, hasher=hasher)
         logger.info("login refused: unknown email or no password yet")
@@ -127,7 +136,10 @@ def authenticate(
     if user.state == UserState.DISABLED:
         logger.info("login refused: user %d is disabled", user.id)
         return LoginAttempt(None, UserDisabled())
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, moment
+    if not _clear_failures(session, user, moment):
+        logger.info("login refused: user %d was locked during the check", user.id)
+        assert user.locked_until is not None
+        return LoginAttempt(None, AccountLocked(user.locked_until))
     if passwords.needs_rehash(user.password_hash, hasher=hasher):
         # The parameters changed since this hash was made: store a current one.
         user.password_hash = passwords.hash_password(password, hasher=hasher)
@@ -136,10 +148,47 @@ def authenticate(
     return LoginAttempt(user)
 
 
+def _user_for_login(session: Session, address: str) -> User | None:
+    # FOR UPDATE (PostgreSQL): concurrent logins of one user wait for this
+    # one's commit, then read the count and lock it left. `populate_existing`
+    # so a user already in the session is refreshed from the locked row.
+    return session.scalars(
+        select(User)
+        .where(User.email == address)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def _clear_failures(session: Session, user: User, now: datetime) -> bool:
+    """Reset the count after a right password, unless a lockout began meanwhile."""
+    cleared = session.execute(
+        update(User)
+        .where(User.id == user.id, or_(User.locked_until.is_(None), User.locked_until <= now))
+        .values(failed_logins=0, locked_until=None, last_login_at=now)
+        .returning(User.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if cleared is None:
+        session.refresh(user)
+        return False
+    for name, value in (("failed_logins", 0), ("locked_until", None), ("last_login_at", now)):
+        set_committed_value(user, name, value)
+    return True
+
+
 def _count_failure(
     session: Session, user: User, now: datetime, actor: Actor, settings: UserSettings
 ) -> None:
-    user.failed_logins += 1
+    # Atomic in the database: two wrong guesses at once count two.
+    count = session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    set_committed_value(user, "failed_logins", count)
     logger.info("login refused: wrong password for user %d (%d)", user.id, user.failed_logins)
     if user.failed_logins >= settings.max_failed_logins:
         user.failed_logins = 0

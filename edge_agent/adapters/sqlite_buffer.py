@@ -26,6 +26,12 @@ Guarantees (docs/buffer.md has the reasons and the measurements):
   (the PUBACK of that message) deletes one. They are bounded by a count
   (`max_events`): beyond it the oldest pending event is dropped and counted
   (`events_dropped`), never one in flight.
+- Every event body carries a stable ``event_id`` (the cloud stores an event
+  once per (gateway, event_id)): the one the caller gave (a meter's log entry
+  names itself, so a re-read gives the same id), else
+  ``"{buffer_id}:{row id}"`` — the row id is never reused and `buffer_id` is
+  random, made once with the schema (table `meta`), so a new buffer file
+  never repeats an old one's ids.
 
 Errors, one root:
 
@@ -37,11 +43,12 @@ Errors, one root:
     ├── BufferCorrupt       not a buffer database, damaged, or a newer schema
     └── BufferClosed        used after `close()`
 
-Schema v3 (`_MIGRATIONS`; `schema_version` holds the version): `meters`
+Schema v4 (`_MIGRATIONS`; `schema_version` holds the version): `meters`
 (serial ↔ small id), `readings` (one row per reading; ``lease_id`` NULL when
 pending), `leases` (in flight: sequence, when), `counters` (the sequence, the
 events dropped), `drops` (per-meter drop totals), `events` (one row per
-event, its JSON body; ``leased_at_s`` NULL when pending). SQLite stores no
+event, its JSON body; ``leased_at_s`` NULL when pending), `meta` (the
+buffer's random id). SQLite stores no
 NaN: a NaN value is kept as NULL and read back as NaN (its payload bits are
 not kept).
 """
@@ -173,8 +180,15 @@ _V3 = (
     "INSERT INTO counters (name, value) VALUES ('events_dropped', 0)",
 )
 
+# v4: events carry ids the cloud deduplicates on; an agent's own event is named
+# by this buffer's random id and its row id (a meter's entry names itself).
+_V4 = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "INSERT INTO meta (name, value) VALUES ('buffer_id', lower(hex(randomblob(8))))",
+)
+
 # Migration i takes the schema from version i to i + 1; never edit a shipped one.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _UPSERT = """
@@ -324,6 +338,7 @@ class SqliteBuffer:
         # Caches of the meters table, rebuilt on open; never the only copy.
         self._meter_ids: dict[str, int] = {}
         self._serials: dict[int, str] = {}
+        self._buffer_id = ""  # read from `meta` on open
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._take_lock()
         try:
@@ -366,6 +381,9 @@ class SqliteBuffer:
             self._migrate(connection)
             self._recover(connection)
             self._load_meters(connection)
+            self._buffer_id = str(
+                connection.execute("SELECT value FROM meta WHERE name = 'buffer_id'").fetchone()[0]
+            )
         except sqlite3.Error as exc:
             connection.close()
             raise _translate(exc, f"opening {self.path}") from exc
@@ -787,7 +805,9 @@ class SqliteBuffer:
 
         Args:
             event: the event's JSON fields, with its kind under "event"
-                (the uplink adds "gateway" and "at_ms").
+                (the uplink adds "gateway" and "at_ms"), and its "event_id"
+                if it has a stable one of its own (a meter's log entry);
+                without, it gets ``"{buffer_id}:{row id}"``.
             at_ms: when it happened (epoch ms): the agent's clock, or the
                 meter's own time for an entry of a meter's event log.
 
@@ -807,6 +827,12 @@ class SqliteBuffer:
                 "INSERT INTO events (at_ms, body) VALUES (?, ?) RETURNING event_id",
                 (at_ms, body),
             ).fetchone()
+            if "event_id" not in event:
+                # The row id is known only now; same transaction, so never without one.
+                named = _event_body({**event, "event_id": f"{self._buffer_id}:{event_id}"}, at_ms)
+                connection.execute(
+                    "UPDATE events SET body = ? WHERE event_id = ?", (named, event_id)
+                )
             dropped = self._cap_events(connection)
             uow.commit()
         if dropped:

@@ -27,7 +27,10 @@ event mark moves once the event is committed to the buffer, as the profile
 mark does: from then on the buffer owns it (it survives a crash and is
 deleted only on the PUBACK of its message), so the meter's log is never read
 again for it. A crash between that commit and the mark's write reads the
-entry again: the event is sent twice, never lost. An event the buffer refuses
+entry again: the event is sent twice, never lost — and stored once, because
+every entry carries an ``event_id`` made of what the meter logged (serial,
+code, time, repeat of that code within the second), the same on every read,
+which the cloud deduplicates on. An event the buffer refuses
 leaves the mark where it was, and the next cycle reads it again. On first
 contact the agent starts from the meter's clock (old history is not news).
 
@@ -290,16 +293,24 @@ class DlmsTask:
         end = meter_now + dt.timedelta(seconds=1)
         entries = sorted(self.reader.read_events(session, start, end), key=lambda e: _ms(e.at))
         occurrences: dict[int, int] = {}
+        repeats: dict[tuple[int, int], int] = {}
         for entry in entries:
             at_ms = _ms(entry.at)
             nth = occurrences[at_ms] = occurrences.get(at_ms, 0) + 1
+            # Counted before the skip, so a re-read numbers an entry the same way.
+            repeat = repeats[at_ms, entry.code] = repeats.get((at_ms, entry.code), 0) + 1
             if at_ms < mark.at_ms or (at_ms == mark.at_ms and nth <= mark.count_at):
                 continue  # taken in an earlier cycle
-            if not self._buffer_event(entry, Mark(at_ms, nth)):
+            if not self._buffer_event(entry, Mark(at_ms, nth), repeat):
                 return  # the mark stays before it: the next cycle reads it again
 
-    def _buffer_event(self, entry: MeterEvent, mark: Mark) -> bool:
-        """Commit the entry's event, then move the mark past it; False when refused."""
+    def _buffer_event(self, entry: MeterEvent, mark: Mark, repeat: int) -> bool:
+        """Commit the entry's event, then move the mark past it; False when refused.
+
+        `repeat` numbers entries of one code within one log second (1, 2 …):
+        with the serial, code and time it names the entry whenever it is read
+        again, so the cloud keeps two codes of one second apart and a re-read once.
+        """
         kind = EVENT_KINDS.get(entry.code, "meter_event")
         log.warning("meter %s: %s at %s (event log)", self.serial, entry.name, entry.at)
         event = {
@@ -310,6 +321,7 @@ class DlmsTask:
             "code": entry.code,
             "name": entry.name,
             "source": "event_log",
+            "event_id": f"{self.serial}:{entry.code}:{mark.at_ms}:{repeat}",
         }
         if not self.emit(event):
             return False

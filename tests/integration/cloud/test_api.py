@@ -801,6 +801,18 @@ def test_placeholder_secret_is_refused_outside_development(
     assert Settings().environment == "development"
 
 
+def test_settings_without_an_environment_are_production_and_refuse_the_placeholder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An install that configured nothing must not start with a forgeable key.
+    monkeypatch.delenv("VOLTSTACK_ENVIRONMENT", raising=False)
+    monkeypatch.delenv("VOLTSTACK_SECRET_KEY", raising=False)
+    with pytest.raises(ValueError, match="VOLTSTACK_SECRET_KEY"):
+        Settings()
+    monkeypatch.setenv("VOLTSTACK_SECRET_KEY", SECRET)
+    assert Settings().environment == "production"
+
+
 # --- a real server -----------------------------------------------------------------
 
 

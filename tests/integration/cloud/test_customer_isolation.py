@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -26,23 +28,33 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.core.authz import route_permissions
 from cloud.core.db import unit_of_work
 from cloud.customers.models import Account, AccountMeter
+from cloud.events import store_event
+from cloud.events.service import EventRecord
 from cloud.fleet import service as fleet_service
 from cloud.fleet.models import Gateway, Meter
 from cloud.ingestion.models import DeadLetter
 from cloud.timeseries import TimeSeriesStore
+from cloud.timeseries.store import to_ms
 from cloud.users.models import ApiToken, AuditEntry, LoginSession, OutboxMail, User
+from fastcodec.obis import parse_obis
+from fastcodec.uplink import Batch, Reading
 from tests.integration.cloud.auth_world import (
+    DAY0,
     ENERGY,
+    QUARTER,
     Customer,
     LiveServer,
     api_token,
     build_app,
     cookie_headers,
+    install_meter,
     make_customer,
     make_user,
+    register_gateway,
     session_token,
     settings_for,
     sqlite_store,
+    tag,
 )
 
 pytestmark = pytest.mark.integration
@@ -219,3 +231,110 @@ def test_own_ids_work_through_the_same_routes(
             refused = client.get(listing)
             assert refused.status_code == 403, listing
             assert not leaked(refused.text, other)
+
+
+# --- a meter that changed hands -------------------------------------------------------------
+
+VOLTAGE = "1-0:32.7.0"
+# The meter moves from the first tenant to the second at noon of DAY0.
+MOVE = DAY0 + timedelta(hours=12)
+
+
+@dataclass(frozen=True)
+class MovedMeter:
+    serial: str
+    before: list[float]  # energy readings of the previous occupant
+    after: list[float]  # the new occupant's
+    previous_voltage: float  # a quantity only the previous occupant's time has
+    new_token: str
+    new_cookie: str
+    staff_token: str
+
+
+def _link(session: Session, user_id: int, serial: str, since: datetime, until: Any) -> None:
+    account = Account(number=f"ACC-{tag()}", holder_user_id=user_id, created_at=since)
+    session.add(account)
+    session.flush()
+    session.add(
+        AccountMeter(account_id=account.id, meter_serial=serial, linked_at=since, unlinked_at=until)
+    )
+
+
+@pytest.fixture(scope="module")
+def moved(factory: sessionmaker[Session], store: TimeSeriesStore) -> MovedMeter:
+    name = tag()
+    gateway_id, serial = f"gw-{name}", f"MOVED{name.upper()}"
+    register_gateway(factory, gateway_id)
+    install_meter(factory, gateway_id, serial)
+    previous, new = make_user(factory, "customer"), make_user(factory, "customer")
+    with unit_of_work(factory) as session:
+        _link(session, previous, serial, DAY0 - timedelta(days=1), MOVE)
+        _link(session, new, serial, MOVE, None)
+        for kind, moment in (("tamper", MOVE - timedelta(hours=1)), ("power_restored", MOVE)):
+            event = EventRecord(gateway_id, serial, kind, moment, {"name": f"{kind} of {name}"})
+            assert store_event(session=session, event=event, received_at=moment) is True
+    readings = [
+        Reading(serial, parse_obis(ENERGY), to_ms(DAY0 + i * QUARTER), 3000.0 + i, "kWh", 0)
+        for i in range(96)
+    ]
+    voltage = Reading(serial, parse_obis(VOLTAGE), to_ms(MOVE - QUARTER), 231.625, "V", 0)
+    batch = Batch.from_readings(gateway_id, 1, to_ms(DAY0), [*readings, voltage])
+    assert store.write_batch(batch) == 97
+    staff = make_user(factory, "operator")
+    moved_at = 48  # quarters before noon
+    return MovedMeter(
+        serial=serial,
+        before=[r.value for r in readings[:moved_at]],
+        after=[r.value for r in readings[moved_at:]],
+        previous_voltage=voltage.value,
+        new_token=api_token(factory, new, ["readings:read", "events:read"])[1],
+        new_cookie=session_token(factory, new)[1],
+        staff_token=api_token(factory, staff, ["readings:read", "events:read"])[1],
+    )
+
+
+def test_a_moved_meter_shows_the_new_customer_nothing_of_the_previous_one(
+    server: LiveServer, moved: MovedMeter
+) -> None:
+    headers = {"Authorization": f"Bearer {moved.new_token}"}
+    readings = f"/api/v1/meters/{moved.serial}/readings/{ENERGY}"
+    whole = {"start": "2020-01-01T00:00:00Z", "end": (DAY0 + timedelta(days=2)).isoformat()}
+    with httpx.Client(base_url=server.url, timeout=30, headers=headers) as client:
+        raw = client.get(readings, params=whole)
+        assert raw.status_code == 200, raw.text
+        assert [point["value"] for point in raw.json()["points"]] == moved.after
+        hourly = client.get(readings, params={**whole, "resolution": "1h", "aggregate": "max"})
+        assert hourly.status_code == 200, hourly.text
+        starts = [datetime.fromisoformat(p["at"]) for p in hourly.json()["points"]]
+        assert len(starts) == 12 and min(starts) == MOVE
+        assert max(p["value"] for p in hourly.json()["points"]) == moved.after[-1]
+        # Wholly before the move: an empty answer, not a refusal that tells anything.
+        before = client.get(
+            readings, params={"start": "2020-01-01T00:00:00Z", "end": MOVE.isoformat()}
+        )
+        assert before.status_code == 200 and before.json()["points"] == []
+        latest = client.get(f"/api/v1/meters/{moved.serial}/latest").json()
+        assert [(v["obis"], v["value"]) for v in latest["values"]] == [(ENERGY, moved.after[-1])]
+        events = client.get(f"/api/v1/meters/{moved.serial}/events").json()
+        assert [event["kind"] for event in events["items"]] == ["power_restored"]
+
+    # The console's meter page (values and events) and its live stream.
+    cookie = {"Cookie": f"vs_session={moved.new_cookie}"}
+    with httpx.Client(base_url=server.url, timeout=30, headers=cookie) as console:
+        page = console.get(f"/console/meters/{moved.serial}")
+        assert page.status_code == 200, page.text
+        assert "231.625" not in page.text and "tamper" not in page.text
+        assert "power restored" in page.text
+        with console.stream("GET", f"/console/meters/{moved.serial}/live") as stream:
+            first = next(line for line in stream.iter_lines() if line.startswith("data:"))
+        assert VOLTAGE not in first and str(moved.after[-1]) in first
+
+    # Staff roles still see the meter's whole history.
+    staff = {"Authorization": f"Bearer {moved.staff_token}"}
+    with httpx.Client(base_url=server.url, timeout=30, headers=staff) as client:
+        raw = client.get(readings, params=whole).json()
+        assert [point["value"] for point in raw["points"]] == moved.before + moved.after
+        latest = client.get(f"/api/v1/meters/{moved.serial}/latest").json()
+        assert {v["obis"] for v in latest["values"]} == {ENERGY, VOLTAGE}
+        events = client.get(f"/api/v1/meters/{moved.serial}/events").json()
+        assert [event["kind"] for event in events["items"]] == ["power_restored", "tamper"]

@@ -194,6 +194,53 @@ def test_the_same_event_twice_is_stored_once(
     assert (rows[0].severity, rows[0].details) == ("critical", {"source": "test"})
 
 
+def test_events_with_ids_are_kept_apart_by_id_and_stored_once_each(
+    factory: sessionmaker[Session], session: Session, unique: Unique
+) -> None:
+    gateway_id, serial, other = unique("gw"), unique("DL"), unique("gw")
+    make_gateway(factory, gateway_id, serial)
+    make_gateway(factory, other)
+    # Two codes of one meter's log in one second: one kind, one time, two events.
+    second = NOW - timedelta(hours=2)
+    payloads = [
+        event_json(
+            gateway_id,
+            "meter_event",
+            second,
+            meter=serial,
+            code=code,
+            event_id=f"{serial}:{code}:{at_ms(second)}:1",
+        )
+        for code in (45, 46)
+    ]
+    events = [parse_event(p, gateway_id=gateway_id, now=NOW, rules=RULES) for p in payloads]
+    assert all(isinstance(event, EventRecord) for event in events)
+    for event in events:
+        assert store_event(session=session, event=event, received_at=NOW) is True
+    # Delivered again (the agent lost the PUBACK, or re-read the log): stored once.
+    for event in events:
+        assert store_event(session=session, event=event, received_at=NOW) is False
+    rows = rows_of(session, gateway_id)
+    assert [(r.event_id, r.details["code"]) for r in rows] == [
+        (f"{serial}:45:{at_ms(second)}:1", 45),
+        (f"{serial}:46:{at_ms(second)}:1", 46),
+    ]
+    assert "event_id" not in rows[0].details
+    # The same id from another gateway is another event.
+    started = event_json(other, "gateway_started", second, event_id=rows[0].event_id)
+    record_of_other = parse_event(started, gateway_id=other, now=NOW, rules=RULES)
+    assert isinstance(record_of_other, EventRecord)
+    assert store_event(session=session, event=record_of_other, received_at=NOW) is True
+
+
+@pytest.mark.parametrize("event_id", ["", "a b", "x" * 129, 7, "é"])
+def test_a_bad_event_id_is_refused_with_its_reason(event_id: Any) -> None:
+    payload = event_json("gw-1", "tamper", NOW, event_id=event_id)
+    refusal = parse_event(payload, gateway_id="gw-1", now=NOW, rules=RULES)
+    assert isinstance(refusal, Refusal)
+    assert (refusal.reason_code, '"event_id"' in refusal.reason) == ("undecodable", True)
+
+
 def test_events_of_unknown_decommissioned_or_foreign_senders_are_refused(
     factory: sessionmaker[Session], session: Session, unique: Unique
 ) -> None:

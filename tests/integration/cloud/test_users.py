@@ -46,6 +46,7 @@ from cloud.users import mail, passwords, policies, service
 from cloud.users.exceptions import (
     AccountLocked,
     ApiTokenNotFound,
+    AuthenticationFailed,
     EmailAlreadyRegistered,
     InvalidApiToken,
     InvalidCredentials,
@@ -394,6 +395,80 @@ def test_authenticate_counts_failures_locks_and_unlocks_after_the_lockout(
         session=session, action="auth.lockout", target=f"user:{user.id}"
     )
     assert lockout.actor == "anonymous" and lockout.ip == "192.0.2.7"
+
+
+# Slower than FAST on purpose: the guesses below must overlap in the check.
+OVERLAPPING = PasswordHasher(time_cost=2, memory_cost=16 * 1024, parallelism=1)
+
+
+def _guess_at_once(
+    factory: sessionmaker[Session], email: str, guesses: int
+) -> list[AuthenticationFailed | None]:
+    """`guesses` wrong logins in parallel threads, each in its own transaction."""
+    start = threading.Barrier(guesses)
+    outcomes: list[AuthenticationFailed | None] = []
+    lock = threading.Lock()
+
+    def guess() -> None:
+        start.wait(timeout=60)
+        with unit_of_work(factory) as session:
+            attempt = service.authenticate(
+                session=session, email=email, password="wrong password!!", hasher=FAST, now=T0
+            )
+        with lock:
+            outcomes.append(attempt.error)
+
+    threads = [threading.Thread(target=guess) for _ in range(guesses)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(outcomes) == guesses
+    return outcomes
+
+
+def test_parallel_wrong_logins_all_count_and_lock_out(
+    factory: sessionmaker[Session], unique: Unique, backend: str
+) -> None:
+    settings = service.DEFAULT_SETTINGS
+    emails = []
+    for _ in range(2):
+        with unit_of_work(factory) as session:
+            user = service.create_user(
+                session=session,
+                email=f"{unique('guessed')}@example.com",
+                display_name="Guessed",
+                role="operator",
+                password=PASSWORD,
+                actor=SYSTEM,
+                hasher=OVERLAPPING,
+                now=T0,
+            )
+            emails.append(user.email)
+    below, beyond = settings.max_failed_logins - 1, settings.max_failed_logins + 3
+
+    outcomes = _guess_at_once(factory, emails[0], below)
+    assert all(isinstance(error, InvalidCredentials) for error in outcomes)
+    with factory() as session:
+        user = session.scalars(select(User).where(User.email == emails[0])).one()
+        assert (user.failed_logins, user.locked_until) == (below, None)
+
+    outcomes = _guess_at_once(factory, emails[1], beyond)
+    with factory() as session:
+        user = session.scalars(select(User).where(User.email == emails[1])).one()
+        assert user.locked_until == T0 + settings.lockout
+    refused = [type(error) for error in outcomes]
+    if backend == "postgresql":
+        # The row lock queues the guesses: the first `max` are checked, the rest
+        # see the lockout the last of those set.
+        assert refused.count(InvalidCredentials) == settings.max_failed_logins
+        assert refused.count(AccountLocked) == beyond - settings.max_failed_logins
+    # Locked now, even for the right password.
+    with unit_of_work(factory) as session:
+        attempt = service.authenticate(
+            session=session, email=emails[1], password=PASSWORD, hasher=FAST, now=T0
+        )
+    assert isinstance(attempt.error, AccountLocked)
 
 
 def test_unknown_email_gets_the_same_answer_and_costs_a_verification(

@@ -353,15 +353,34 @@ def test_meter_event_logs_and_comm_loss_become_events(
         meter.observe_faults()
         meters.clock.advance(120)
         tamper_s = meters.clock.now()
-        meter.tamper(tamper_s)
+        # In the same log second: the cover twice, and two codes the agent has
+        # no name for (both `meter_event`): four events, not one or two.
+        for code in (40, 40, 45, 46):
+            meter.events.append((tamper_s, code))
 
         seen: dict[str, dict[str, Any]] = {}
+        ids: dict[str, dict[str, Any]] = {}
         wanted = {"meter_comm_restored", "last_gasp", "power_restored", "tamper"}
         deadline = time.monotonic() + 60
-        while not wanted <= seen.keys() and time.monotonic() < deadline:
+        while not (wanted <= seen.keys() and len(ids) >= 6) and time.monotonic() < deadline:
             with_meter = subscriber.wait_event(lambda e: e.get("meter") == meter.serial, 60)
             seen[with_meter["event"]] = with_meter
+            if with_meter.get("source") == "event_log":
+                ids[with_meter["event_id"]] = with_meter
         assert wanted <= seen.keys()
+        # Named by what the meter logged: serial, code, time, repeat within the second.
+        tamper_ms = round(tamper_s * 1000)
+        assert set(ids) == {
+            f"{meter.serial}:1:{round(down_s * 1000)}:1",
+            f"{meter.serial}:2:{round(up_s * 1000)}:1",
+            f"{meter.serial}:40:{tamper_ms}:1",
+            f"{meter.serial}:40:{tamper_ms}:2",
+            f"{meter.serial}:45:{tamper_ms}:1",
+            f"{meter.serial}:46:{tamper_ms}:1",
+        }
+        assert ids[f"{meter.serial}:45:{tamper_ms}:1"]["event"] == "meter_event"
+        # The agent's own events carry an id too (its buffer's id and row).
+        assert lost["event_id"] != seen["meter_comm_restored"]["event_id"]
         # Each carries the meter's own time of the entry (its clock has no drift here).
         assert seen["last_gasp"]["at_ms"] == round(down_s * 1000)
         assert seen["power_restored"]["at_ms"] == round(up_s * 1000)

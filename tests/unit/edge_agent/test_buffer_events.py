@@ -47,6 +47,10 @@ def comm_lost(meter: str) -> dict[str, Any]:
     return {"event": "meter_comm_lost", "meter": meter, "bus": "rs485-1", "error": "timeout"}
 
 
+def without_id(event: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in event.items() if key != "event_id"}
+
+
 def test_events_are_leased_in_order_and_deleted_only_on_acknowledge(
     buffer: SqliteBuffer,
 ) -> None:
@@ -56,7 +60,7 @@ def test_events_are_leased_in_order_and_deleted_only_on_acknowledge(
     first = buffer.lease_events(3)
     assert [e.event_id for e in first] == ids[:3]
     assert [e.at_ms for e in first] == [NOW_MS, NOW_MS + 1, NOW_MS + 2]
-    assert first[0].event == comm_lost("M0")
+    assert without_id(first[0].event) == comm_lost("M0")
     # In flight: not leased again; the next lease takes the rest, in order.
     rest = buffer.lease_events(10)
     assert [e.event_id for e in rest] == ids[3:]
@@ -187,12 +191,43 @@ def test_a_v2_buffer_is_migrated_and_keeps_its_readings(tmp_path: Path, clock: C
         assert lease.readings == (Reading("M1", "1-0:1.8.0", NOW_MS, 12.5, "kWh", 0),)
         assert lease.sequence == 8  # the sequence continues
         [event] = buffer.lease_events(10)
-        assert (event.event_id, event.event) == (event_id, comm_lost("M1"))
+        assert (event.event_id, without_id(event.event)) == (event_id, comm_lost("M1"))
     connection = sqlite3.connect(path)
     try:
         version = connection.execute("SELECT version FROM schema_version").fetchone()[0]
         body = connection.execute("SELECT body FROM events").fetchone()[0]
     finally:
         connection.close()
-    assert version == SCHEMA_VERSION == 3
-    assert json.loads(body) == comm_lost("M1")
+    assert version == SCHEMA_VERSION == 4
+    assert without_id(json.loads(body)) == comm_lost("M1")
+
+
+# --- event ids (the cloud stores an event once per gateway and event_id) ----------
+
+
+def test_every_event_gets_a_stable_id_unless_it_brings_its_own(
+    tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "ids.sqlite"
+    with open_buffer(path, clock) as buffer:
+        own = buffer.append_event(comm_lost("M1"), NOW_MS)
+        entry = {"event": "meter_event", "meter": "M1", "code": 7, "event_id": "M1:7:1000:1"}
+        buffer.append_event(entry, NOW_MS)
+        leased = buffer.lease_events(10)
+        assert buffer.release_event(leased[0].event_id)
+    [named, brought] = [event.event["event_id"] for event in leased]
+    prefix, _, row = named.rpartition(":")
+    assert row == str(own) and len(prefix) == 16
+    assert brought == "M1:7:1000:1"
+    # The same ids after a restart and a second send.
+    with open_buffer(path, clock) as reopened:
+        again = [event.event["event_id"] for event in reopened.lease_events(10)]
+        newer = reopened.append_event(comm_lost("M2"), NOW_MS)
+        [third] = reopened.lease_events(10)
+    assert again == [named, brought]
+    assert third.event["event_id"] == f"{prefix}:{newer}"
+    # Another buffer file (a gateway reinstalled) never repeats those ids.
+    with open_buffer(tmp_path / "other.sqlite", clock) as other:
+        other.append_event(comm_lost("M1"), NOW_MS)
+        [fresh] = other.lease_events(10)
+    assert fresh.event["event_id"] != named
