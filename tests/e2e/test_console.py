@@ -166,9 +166,12 @@ def _seed_operational_data(sessions: sessionmaker[Session]) -> dict[str, str]:
                 session.add(
                     AccountMeter(account_id=account.id, meter_serial=serial, linked_at=installed)
                 )
-        # The last half hour of ingestion: 12 readings a minute.
+        # The last half hour of ingestion: 12 readings a minute — and the next
+        # five minutes too, so that the dashboard's "last five complete minutes"
+        # still read 12 when the page is opened a few minutes after this seeding
+        # (a slow, shared machine).
         now = datetime.now(UTC)
-        for minutes_ago in range(1, 31):
+        for minutes_ago in range(-5, 31):
             fleet_service.count_ingestion(
                 session=session,
                 gateway_id=GATEWAY,
