@@ -28,7 +28,15 @@ def _implementation() -> str:
     return "cython" if all(s.IMPLEMENTATION == "cython" for s in selectors) else "python"
 
 
-IMPLEMENTATION = _implementation()
+def __getattr__(name: str) -> str:
+    # IMPLEMENTATION loads every codec to find out; computed on first use only,
+    # so a gateway agent loads just the codecs it uses (its memory budget).
+    if name == "IMPLEMENTATION":
+        value = _implementation()
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fastcodec' has no attribute {name!r}")
+
 
 __all__ = [
     "CODEC_MODULES",
