@@ -15,7 +15,9 @@ what moved.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -445,6 +447,46 @@ def fleet_dashboard(
         ),
         events=recent_events(session=session) if include_events else None,
     )
+
+
+class DashboardCache:
+    """The fleet dashboard, computed at most once per `ttl_s` per view.
+
+    Fifty operators with the dashboard open ask for the same fleet-wide
+    aggregates; readings arrive every few minutes, so a view up to a few
+    seconds old shows nothing less. One per application (app.state), per
+    process: nothing another API process would need (DESIGN.md).
+    """
+
+    def __init__(self, ttl_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self._clock = ttl_s, clock
+        self._views: dict[tuple[bool, bool], tuple[float, FleetDashboard]] = {}
+        self._lock = threading.Lock()
+
+    def get(
+        self,
+        *,
+        session: Session,
+        store: TimeSeriesStore,
+        now: datetime,
+        include_dead_letters: bool,
+        include_events: bool,
+    ) -> FleetDashboard:
+        key = (include_dead_letters, include_events)
+        with self._lock:
+            cached = self._views.get(key)
+        if cached is not None and self._clock() - cached[0] < self.ttl_s:
+            return cached[1]
+        view = fleet_dashboard(
+            session=session,
+            store=store,
+            now=now,
+            include_dead_letters=include_dead_letters,
+            include_events=include_events,
+        )
+        with self._lock:
+            self._views[key] = (self._clock(), view)
+        return view
 
 
 def customer_dashboard(

@@ -457,6 +457,14 @@ async def reset_password(
 # --- dashboard, gateways, meters -----------------------------------------------------------
 
 
+def _dashboard_cache(request: Request) -> read_models.DashboardCache:
+    state = request.app.state
+    if not hasattr(state, "console_dashboard_cache"):
+        state.console_dashboard_cache = read_models.DashboardCache()
+    cache: read_models.DashboardCache = state.console_dashboard_cache
+    return cache
+
+
 @router.get("/")
 def dashboard(
     request: Request,
@@ -466,7 +474,7 @@ def dashboard(
     principal: Annotated[Principal, require("console:view")],
 ) -> HTMLResponse:
     if _may(principal, "fleet:read"):
-        view = read_models.fleet_dashboard(
+        view = _dashboard_cache(request).get(
             session=session,
             store=store,
             now=utc_now(),

@@ -6,9 +6,11 @@ import base64
 import hashlib
 import hmac
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from cloud.console import read_models
 from cloud.console.read_models import (
     LiveValue,
     Sparkline,
@@ -87,3 +89,23 @@ def test_the_sparkline_spans_its_box() -> None:
     assert line.total == 15 and line.peak == 10
     assert line.svg_points(width=100, height=10) == "0.0,9.0 50.0,5.0 100.0,1.0"
     assert Sparkline(per_minute=(), start=AT).svg_points() == ""
+
+
+def test_dashboard_cache_computes_once_per_ttl_and_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    computed: list[tuple[bool, bool]] = []
+
+    def fleet_dashboard(**kwargs: Any) -> object:
+        computed.append((kwargs["include_dead_letters"], kwargs["include_events"]))
+        return object()
+
+    monkeypatch.setattr(read_models, "fleet_dashboard", fleet_dashboard)
+    now = [100.0]
+    cache = read_models.DashboardCache(ttl_s=5.0, clock=lambda: now[0])
+    ask = dict(session=None, store=None, now=datetime.now(UTC))
+    first = cache.get(**ask, include_dead_letters=True, include_events=True)
+    assert cache.get(**ask, include_dead_letters=True, include_events=True) is first
+    other = cache.get(**ask, include_dead_letters=False, include_events=False)
+    assert other is not first  # another role's view is its own
+    now[0] += 5.0
+    assert cache.get(**ask, include_dead_letters=True, include_events=True) is not first
+    assert computed == [(True, True), (False, False), (True, True)]
