@@ -580,6 +580,11 @@ def own_tokens(*, session: Session, user_id: int) -> list[ApiToken]:
     return users_service.list_api_tokens(session=session, owner_id=user_id)[:MAX_LISTED]
 
 
+def own_profile(*, session: Session, user_id: int) -> User:
+    """The caller's own user row: the account page shows its email, role and name."""
+    return users_service.get_user(session=session, user_id=user_id)
+
+
 def own_sessions(*, session: Session, user_id: int) -> list[LoginSession]:
     return users_service.list_sessions(session=session, user_id=user_id)[:MAX_LISTED]
 

@@ -16,6 +16,10 @@ in the thread pool, never on the event loop.
   stream that polls `store.latest()` every `LIVE_POLL_INTERVAL_S` and sends
   only what changed. It keeps no state outside the open request, so any API
   process can serve it (docs/console.md says why SSE and polling).
+- My account (``/console/account``): the caller's profile, password and
+  sessions, all under ``sessions:self`` (every role holds it). A wrong
+  current password becomes a 422 on the page, never the 401 that would
+  redirect to the login page.
 - Errors on console paths are pages, not problem+json (`install`): a 401
   redirects to the login page, a 403 is a "not allowed" page with status
   403, a 404 a "not found" page.
@@ -35,6 +39,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
+from argon2 import PasswordHasher
 from fastapi import APIRouter, FastAPI, Form, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -65,14 +70,15 @@ from cloud.core.authz import Principal, public, require
 from cloud.core.config import Settings
 from cloud.core.db import unit_of_work, utc_now
 from cloud.core.deps import DbSession, Sessions, SettingsDep, Store
-from cloud.core.exceptions import CloudError, Forbidden, Unauthenticated
+from cloud.core.exceptions import CloudError, Forbidden, InvalidInput, Unauthenticated
 from cloud.core.problems import request_id_of, status_of
 from cloud.fleet import queries as fleet_queries
 from cloud.timeseries import StoreUnavailable
 from cloud.timeseries.store import TimeSeriesStore
-from cloud.users import policies
+from cloud.users import passwords, policies
 from cloud.users import service as users_service
-from cloud.users.exceptions import AuthenticationFailed, InvalidSession
+from cloud.users.authorizer import DEFAULT_CONFIG, UsersConfig
+from cloud.users.exceptions import AuthenticationFailed, InvalidCredentials, InvalidSession
 from cloud.users.router import INVITE_PAGE
 from cloud.users.visibility import MeterWindow, meter_window
 
@@ -100,7 +106,7 @@ NAVIGATION = (
     ("Users", "/users", "users:read"),
     ("Audit log", "/audit", "audit:read"),
     ("API tokens", "/account/tokens", "tokens:self"),
-    ("Sessions", "/account", "sessions:self"),
+    ("My account", "/account", "sessions:self"),
 )
 
 
@@ -853,19 +859,32 @@ def _account_page(
     settings: Settings,
     session: Session,
     *,
+    section: str = "sessions",
     notice: str | None = None,
     error: str | None = None,
     status_code: int = 200,
+    display_name: str | None = None,
 ) -> HTMLResponse:
-    assert principal.user_id is not None
+    """The caller's account: profile, password, sessions.
+
+    `section` names the form the notice or error belongs to (``profile``,
+    ``password`` or ``sessions``), so the message shows next to that form;
+    `display_name` keeps what was typed when the profile form was refused.
+    """
+    owner = _own_user_id(principal)
+    user = read_models.own_profile(session=session, user_id=owner)
     return _render(
         request,
         "account.html",
         principal,
         settings,
         status_code,
-        sessions=read_models.own_sessions(session=session, user_id=principal.user_id),
+        user=user,
+        display_name=user.display_name if display_name is None else display_name,
+        sessions=read_models.own_sessions(session=session, user_id=owner),
         current_session_id=_current_session_id(session, request),
+        password_min_length=passwords.MIN_LENGTH,
+        section=section,
         notice=notice,
         error=error,
     )
@@ -884,8 +903,99 @@ def account(
     session: DbSession,
     principal: Annotated[Principal, require("sessions:self")],
 ) -> HTMLResponse:
-    _own_user_id(principal)
     return _account_page(request, principal, settings, session)
+
+
+async def _account_change(
+    request: Request,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    principal: Principal,
+    section: str,
+    work: Callable[[Session], str],
+    display_name: str | None = None,
+) -> HTMLResponse:
+    notice, error, status_code = await _change(request, settings, sessions, work)
+    with sessions() as session:
+        return _account_page(
+            request,
+            principal,
+            settings,
+            session,
+            section=section,
+            notice=notice,
+            error=error,
+            status_code=status_code,
+            # A refused name stays in the field to be corrected; an accepted one is read back.
+            display_name=display_name if error else None,
+        )
+
+
+@router.post("/account/profile")
+async def update_profile(
+    request: Request,
+    settings: SettingsDep,
+    sessions: Sessions,
+    principal: Annotated[Principal, require("sessions:self")],
+    display_name: Annotated[str, Form(max_length=1000)] = "",
+) -> HTMLResponse:
+    owner = _own_user_id(principal)
+
+    def work(session: Session) -> str:
+        user = users_service.update_profile(
+            session=session,
+            user_id=owner,
+            display_name=display_name,
+            actor=_actor(request, principal),
+        )
+        return f"Your name is now “{user.display_name}”."
+
+    return await _account_change(
+        request, settings, sessions, principal, "profile", work, display_name=display_name
+    )
+
+
+def _password_hasher(request: Request) -> PasswordHasher:
+    """The argon2 parameters the authorizer was configured with (the API uses the same)."""
+    config = getattr(request.app.state.authorizer, "config", None)
+    return (config if isinstance(config, UsersConfig) else DEFAULT_CONFIG).hasher
+
+
+@router.post("/account/password")
+async def change_password(
+    request: Request,
+    settings: SettingsDep,
+    sessions: Sessions,
+    principal: Annotated[Principal, require("sessions:self")],
+    current_password: Annotated[str, Form(max_length=4096)] = "",
+    new_password: Annotated[str, Form(max_length=4096)] = "",
+    new_password_again: Annotated[str, Form(max_length=4096)] = "",
+) -> HTMLResponse:
+    owner = _own_user_id(principal)
+    hasher = _password_hasher(request)
+
+    def work(session: Session) -> str:
+        # Checked inside the change, after the CSRF check, so that a forged
+        # post learns nothing about the form.
+        if new_password != new_password_again:
+            raise InvalidInput("The two new passwords differ: type the same one twice.")
+        try:
+            users_service.change_password(
+                session=session,
+                user_id=owner,
+                current_password=current_password,
+                new_password=new_password,
+                actor=_actor(request, principal),
+                # This browser stays logged in; every other session ends.
+                keep_session_id=_current_session_id(session, request),
+                hasher=hasher,
+            )
+        except InvalidCredentials as wrong:
+            # A wrong field, not a failed login: never the 401 redirect to the login page.
+            raise InvalidInput("The current password is wrong.") from wrong
+        return "Your password is changed. Your other sessions are ended; this one stays."
+
+    return await _account_change(request, settings, sessions, principal, "password", work)
 
 
 SessionId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
@@ -907,17 +1017,7 @@ async def revoke_session(
         )
         return "The session is ended."
 
-    notice, error, status_code = await _change(request, settings, sessions, work)
-    with sessions() as session:
-        return _account_page(
-            request,
-            principal,
-            settings,
-            session,
-            notice=notice,
-            error=error,
-            status_code=status_code,
-        )
+    return await _account_change(request, settings, sessions, principal, "sessions", work)
 
 
 def _tokens_page(

@@ -555,3 +555,116 @@ def test_admin_manages_users_and_reads_the_audit_log(page: Page, console: Consol
     expect(table).to_contain_text("user.disable")
     expect(table).not_to_contain_text("auth.login")
     screenshot(page, "audit")
+
+
+def _submit_and_status(page: Page, button: str, path: str) -> int:
+    """Click a form's button; the status of the page the form posted to."""
+    with page.expect_response(lambda answer: answer.url.endswith(path)) as answered:
+        page.get_by_role("button", name=button).click()
+    return answered.value.status
+
+
+def test_own_account_changes_display_name_and_password(browser: Browser, console: Console) -> None:
+    email = "pia.password@example.net"
+    new_password = "four lamps over the harbour"
+    with unit_of_work(console.sessions) as session:
+        user_id = users_service.create_user(
+            session=session,
+            email=email,
+            display_name="Pia Password",
+            role="technician",
+            password=PASSWORD,
+            actor=users_service.Actor.system(),
+        ).id
+    here = browser.new_context(base_url=console.base_url)
+    elsewhere = browser.new_context(base_url=console.base_url)
+    try:
+        other_page = elsewhere.new_page()
+        log_in(other_page, email)
+        page = here.new_page()
+        log_in(page, email)
+        page.get_by_role("navigation", name="Main").get_by_role("link", name="My account").click()
+        expect(page.get_by_role("heading", name="My account", exact=True)).to_be_visible()
+        expect(page.locator("#account-email")).to_have_text(email)
+        expect(page.locator("#account-role")).to_have_text("technician")
+        expect(page.get_by_label("Current password")).to_have_attribute(
+            "autocomplete", "current-password"
+        )
+        expect(page.get_by_label("New password", exact=True)).to_have_attribute(
+            "autocomplete", "new-password"
+        )
+
+        # The display name: saved, shown back, audited.
+        page.get_by_label("Display name").fill("Pia P. Renamed")
+        assert _submit_and_status(page, "Save name", "/console/account/profile") == 200
+        expect(page.get_by_role("status")).to_contain_text("Pia P. Renamed")
+        expect(page.get_by_label("Display name")).to_have_value("Pia P. Renamed")
+
+        # A wrong current password: the form again, a 422 that says why.
+        page.get_by_label("Current password").fill("not my password at all")
+        page.get_by_label("New password", exact=True).fill(new_password)
+        page.get_by_label("New password again").fill(new_password)
+        assert _submit_and_status(page, "Change password", "/console/account/password") == 422
+        expect(page.get_by_role("alert")).to_contain_text("current password is wrong")
+        # Two different new passwords.
+        page.get_by_label("Current password").fill(PASSWORD)
+        page.get_by_label("New password", exact=True).fill(new_password)
+        page.get_by_label("New password again").fill(new_password + "!")
+        assert _submit_and_status(page, "Change password", "/console/account/password") == 422
+        expect(page.get_by_role("alert")).to_contain_text("differ")
+        # A weak one (the browser's minlength stops it in the form: post it directly).
+        token = page.locator('input[name="csrf_token"]').first.input_value()
+        weak = page.request.post(
+            "/console/account/password",
+            form={
+                "csrf_token": token,
+                "current_password": PASSWORD,
+                "new_password": "short",
+                "new_password_again": "short",
+            },
+        )
+        assert weak.status == 422
+        assert "too_short" in weak.text()
+        # Without the CSRF token: refused, nothing changed.
+        forged = page.request.post(
+            "/console/account/password",
+            form={
+                "current_password": PASSWORD,
+                "new_password": new_password,
+                "new_password_again": new_password,
+            },
+        )
+        assert forged.status == 403
+
+        page.get_by_label("Current password").fill(PASSWORD)
+        page.get_by_label("New password", exact=True).fill(new_password)
+        page.get_by_label("New password again").fill(new_password)
+        assert _submit_and_status(page, "Change password", "/console/account/password") == 200
+        expect(page.get_by_role("status")).to_contain_text("Your password is changed")
+        # This session stays; the other browser's session was ended.
+        expect(page.get_by_role("cell").filter(has_text="this one")).to_have_count(1)
+        other_page.goto("/console/")
+        expect(other_page).to_have_url(re.compile(r"/console/login"))
+
+        with console.sessions() as session:
+            actions = [
+                entry.action
+                for entry in users_service.list_audit(session=session, target=f"user:{user_id}")
+            ]
+        assert "user.update_profile" in actions
+        assert actions.count("user.password_change") == 1
+
+        page.get_by_role("button", name="Log out").click()
+        expect(page).to_have_url(re.compile(r"/console/login"))
+        page.get_by_label("Email address").fill(email)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("alert")).to_contain_text("wrong email or password")
+        page.get_by_label("Password").fill(new_password)
+        page.get_by_role("button", name="Log in").click()
+        expect(page).to_have_url(re.compile(r"/console/$"))
+        page.goto("/console/account")
+        expect(page.get_by_label("Display name")).to_have_value("Pia P. Renamed")
+    finally:
+        here.close()
+        elsewhere.close()
