@@ -12,7 +12,7 @@ thousands of replies an hour (docs/readers.md has the measurements).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edge_agent.domain.readings import QualityFlag, Reading
@@ -61,10 +61,12 @@ class ModbusMeterReader:
         device: PolledDevice,
         profile: DeviceProfile,
         quantities: Sequence[Quantity] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if profile.modbus is None:
             raise ValueError(f"{profile.id} is not a Modbus model")
         self.bus, self.device, self.profile = bus, device, profile
+        self.clock = clock  # the agent's: real time, or a simulated fleet's
         character_s = bus.link.character_time_s
         self.plan = plan_reads(profile, quantities, character_s=character_s or 11 / 9600)
         self._requests = [self._request(block) for block in self.plan]
@@ -113,7 +115,7 @@ class ModbusMeterReader:
             except BusError as exc:
                 failures.append(BlockFailure(block, exc))
                 continue
-            at_ms = time.time_ns() // 1_000_000
+            at_ms = round(self.clock() * 1000)
             assert isinstance(answer, modbus.ReadRegistersResponse)
             values = modbus.decode_registers(answer.payload, layout)
             for quantity, value in zip(block.quantities, values, strict=True):

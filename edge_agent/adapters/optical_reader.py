@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+from collections.abc import Callable
 
 from edge_agent.adapters.modbus_reader import MeterRead
 from edge_agent.domain.readings import QualityFlag, Reading
@@ -100,8 +101,10 @@ class OpticalMeterReader:
         settings: OpticalSettings | None = None,
         profile: DeviceProfile | None = None,
         meter_timezone: dt.tzinfo = dt.UTC,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
+        self.clock = clock  # stamps a readout without clock lines
         self.settings = settings or OpticalSettings(mode="C")
         self.profile = profile or load_profile("generic-iec62056-21")
         self.meter_timezone = meter_timezone
@@ -118,6 +121,10 @@ class OpticalMeterReader:
         self.last_result = result
         assert result.readout is not None
         readings = readings_from_readout(
-            self.name, result.readout, self.profile, meter_timezone=self.meter_timezone
+            self.name,
+            result.readout,
+            self.profile,
+            meter_timezone=self.meter_timezone,
+            now_ms=round(self.clock() * 1000),
         )
         return MeterRead(readings, [])

@@ -58,11 +58,10 @@ from edge_agent.config import (
     MeterConfig,
     OpticalBusConfig,
     SerialBusConfig,
-    SimulationConfig,
     TcpBusConfig,
 )
 from edge_agent.domain.buffer_policy import DropReport
-from edge_agent.domain.readings import QualityFlag, Reading
+from edge_agent.domain.readings import Reading
 from edge_agent.domain.schedule import jitter_s, next_due_s
 from edge_agent.profiles import load_profile
 from edge_agent.service import commands
@@ -133,7 +132,9 @@ class MeterHealth:
 class ModbusTask:
     """One Modbus meter on a bus."""
 
-    def __init__(self, bus: ModbusBus, meter: MeterConfig) -> None:
+    def __init__(
+        self, bus: ModbusBus, meter: MeterConfig, clock: Callable[[], float] = time.time
+    ) -> None:
         profile = load_profile(meter.profile)
         device = PolledDevice(
             meter.serial,
@@ -142,7 +143,7 @@ class ModbusTask:
             retries=meter.retries,
         )
         self.serial = meter.serial
-        self.reader = ModbusMeterReader(bus, device, profile)
+        self.reader = ModbusMeterReader(bus, device, profile, clock=clock)
 
     def read(self) -> tuple[list[Reading], str]:
         result = self.reader.read()
@@ -372,7 +373,7 @@ class Agent:
         tasks: dict[str, MeterTask] = {}
         for meter in bus_config.meters:
             if optical is not None and optical.mode == "C":
-                tasks[meter.serial] = OpticalTask(meter, line, optical)
+                tasks[meter.serial] = OpticalTask(meter, line, optical, self.clock)
                 continue
             interface = "wrapper" if isinstance(bus_config, DlmsTcpBusConfig) else "hdlc"
             tasks[meter.serial] = DlmsTask(
@@ -389,7 +390,9 @@ class Agent:
     def _worker(self, bus_config: SerialBusConfig | TcpBusConfig) -> BusWorker:
         link = open_link(bus_config)
         bus = ModbusBus(link) if isinstance(bus_config, SerialBusConfig) else ModbusTcpBus(link)
-        tasks: dict[str, MeterTask] = {m.serial: ModbusTask(bus, m) for m in bus_config.meters}
+        tasks: dict[str, MeterTask] = {
+            m.serial: ModbusTask(bus, m, self.clock) for m in bus_config.meters
+        }
         return self._bus_worker(bus_config, link, bus, tasks)
 
     def _bus_worker(
@@ -419,8 +422,6 @@ class Agent:
 
     def _deliver(self, readings: list[Reading]) -> bool:
         """Commit readings to the buffer; False (reported) when it refused them."""
-        if self.config.simulation is not None:
-            readings = self._on_simulated_clock(readings, self.config.simulation)
         try:
             with self._buffer_lock:
                 self._append_making_room(readings)
@@ -430,17 +431,6 @@ class Agent:
             self._event("buffer_full", readings_lost=len(readings), detail=str(exc))
             return False
         return True
-
-    @staticmethod
-    def _on_simulated_clock(readings: list[Reading], simulation: SimulationConfig) -> list[Reading]:
-        """Readings the agent stamped itself (AGENT_TIMESTAMP: Modbus meters have
-        no clock) move to simulated time; a meter's own stamps already follow it."""
-        return [
-            r._replace(at_ms=round(simulation.simulated_s(r.at_ms / 1000) * 1000))
-            if r.quality & QualityFlag.AGENT_TIMESTAMP
-            else r
-            for r in readings
-        ]
 
     def _append_making_room(self, readings: list[Reading]) -> None:
         """Append; on a full disk drop the oldest readings (the buffer's policy),

@@ -333,10 +333,18 @@ class DlmsTask:
 class OpticalTask:
     """One meter read by its IEC 62056-21 mode C data readout (see the module doc)."""
 
-    def __init__(self, meter: MeterConfig, line: DlmsLine, settings: OpticalSettings) -> None:
+    def __init__(
+        self,
+        meter: MeterConfig,
+        line: DlmsLine,
+        settings: OpticalSettings,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.serial = meter.serial
         self.line = line
-        self.reader = OpticalMeterReader(meter.serial, settings, load_profile(meter.profile))
+        self.reader = OpticalMeterReader(
+            meter.serial, settings, load_profile(meter.profile), clock=clock
+        )
 
     def read(self) -> tuple[list[Reading], str]:
         started, error = time.monotonic(), None

@@ -10,8 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from edge_agent.config import AgentConfig, SimulationConfig
-from edge_agent.domain.readings import QualityFlag, Reading
-from edge_agent.service.agent import Agent
+from edge_agent.service.agent import Agent, ModbusTask
 from simulators.clock import SimClock
 from simulators.fleet import Fleet, FleetSpec, GatewaySpec
 
@@ -40,14 +39,34 @@ def test_a_bad_simulation_section_is_refused(section: dict[str, object]) -> None
         SimulationConfig.model_validate(section)
 
 
-def test_only_the_agents_own_timestamps_move_to_simulated_time() -> None:
-    simulation = SimulationConfig(epoch=EPOCH, speed=60)
-    real_ms = int(EPOCH.timestamp() * 1000) + 10_000
-    agent_stamped = Reading("M1", "1-0:1.8.0", real_ms, 1.0, "kWh", QualityFlag.AGENT_TIMESTAMP)
-    meter_stamped = Reading("D1", "1-0:1.8.0", real_ms, 2.0, "kWh", 0)
-    moved, kept = Agent._on_simulated_clock([agent_stamped, meter_stamped], simulation)
-    assert moved == agent_stamped._replace(at_ms=int(EPOCH.timestamp() * 1000) + 600_000)
-    assert kept == meter_stamped  # a DLMS meter's clock already runs simulated
+def test_the_agent_stamps_its_own_readings_on_the_simulated_clock(tmp_path: Path) -> None:
+    config = AgentConfig.model_validate(
+        {
+            "gateway": {"id": "gw-sim"},
+            "uplink": {"broker": "mqtt://127.0.0.1:1"},
+            "buffer": {"path": str(tmp_path / "buffer.sqlite")},
+            "simulation": {"epoch": EPOCH.isoformat(), "speed": 60},
+            "buses": [
+                {
+                    "name": "tcp",
+                    "link": "tcp",
+                    "host": "127.0.0.1",
+                    "port": 1502,
+                    "meters": [{"serial": "M1", "profile": "eastron-sdm120", "unit_id": 1}],
+                }
+            ],
+        }
+    )
+    agent = Agent(config)
+    try:
+        task = agent.workers[0].tasks["M1"]
+        assert isinstance(task, ModbusTask)
+        stamped = task.reader.clock()  # what a Modbus reading's at_ms comes from
+        expected = config.simulation.simulated_s(time.time()) if config.simulation else 0.0
+        assert abs(stamped - expected) < 6.0  # 100 ms of real time at x 60
+        assert abs(stamped - time.time()) > 3600  # not the wall clock
+    finally:
+        agent.buffer.close()
 
 
 def fleet_and_config(speed: float, tmp_path: Path) -> tuple[Fleet, dict[str, object]]:
