@@ -13,7 +13,7 @@ a shorter window says little):
   goal <= 2 %.
 
 (b) **Drain rate.** A buffer pre-filled with 200,000 readings of a day-old
-backlog (64 meters x 11 quantities), drained by the agent itself (the
+backlog (64 meters x 14 quantities), drained by the agent itself (the
 `Agent` class, in this process, no buses: its pump thread does SqliteBuffer
 lease -> encode_batch -> paho publish QoS 1 -> PUBACK -> acknowledge, as in
 production) to the local Mosquitto; readings/s from the first connection to
@@ -209,7 +209,7 @@ def footprint(folder: Path, broker: MosquittoServer, window_s: float) -> bool:
 
 
 def _backlog() -> list[Reading]:
-    """A day-old backlog: 64 meters x 11 quantities per minute, oldest first."""
+    """A day-old backlog: 64 meters x 14 quantities per minute, oldest first."""
     quantities = load_profile(MODEL).quantities
     start_ms = int((time.time() - 86_400) * 1000)
     readings: list[Reading] = []

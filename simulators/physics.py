@@ -23,6 +23,13 @@ from functools import lru_cache
 BUCKET_S = 60
 BUCKETS_PER_DAY = 86_400 // BUCKET_S
 SECONDS_PER_HOUR = 3600.0
+DEMAND_PERIOD_S = 3600.0  # the demand registers' sliding window (Eastron's default)
+# Per phase: voltage, current, active, apparent power, power factor, reactive power (OBIS C).
+_PHASE_CODES = (
+    (32, 31, 36, 29, 33, 23),
+    (52, 51, 56, 49, 53, 43),
+    (72, 71, 76, 69, 73, 63),
+)
 
 
 @dataclass(frozen=True)
@@ -235,32 +242,50 @@ class MeterPhysics:
         bucket = int(at_s // BUCKET_S)
         rng = random.Random((self.seed << 33) ^ bucket ^ 0x5A5A)
         values: dict[str, float] = {}
-        phase_codes = ((32, 31, 36, 29, 33), (52, 51, 56, 49, 53), (72, 71, 76, 69, 73))
-        apparent_total = 0.0
+        apparent_total = reactive_total = current_total = 0.0
         for phase, power_w in enumerate(per_phase):
             voltage = self.nominal_voltage_v * (1 + rng.gauss(0, 0.01))
             power_factor = min(1.0, self.power_factor_base + rng.uniform(-0.02, 0.02))
             apparent = abs(power_w) / power_factor
+            # The loads are inductive: the current lags and Q is positive.
+            reactive = math.sqrt(max(apparent * apparent - power_w * power_w, 0.0))
             current = apparent / voltage
             apparent_total += apparent
-            v_code, i_code, p_code, s_code, pf_code = phase_codes[phase]
+            reactive_total += reactive
+            current_total += current
+            v_code, i_code, p_code, s_code, pf_code, q_code = _PHASE_CODES[phase]
             values[f"1-0:{v_code}.7.0"] = voltage
             values[f"1-0:{i_code}.7.0"] = current
             values[f"1-0:{p_code}.7.0"] = power_w
             values[f"1-0:{s_code}.7.0"] = apparent
             values[f"1-0:{pf_code}.7.0"] = power_factor
+            values[f"1-0:{q_code}.7.0"] = reactive
+            if phase == 0:  # angle of the L1 current behind the L1 voltage
+                values["1-0:81.7.40"] = math.degrees(math.acos(power_factor))
         total_w = sum(per_phase)
         values["1-0:16.7.0"] = total_w
         values["1-0:1.7.0"] = max(total_w, 0.0)
         values["1-0:2.7.0"] = max(-total_w, 0.0)
         values["1-0:9.7.0"] = apparent_total
+        values["1-0:3.7.0"] = reactive_total
+        values["1-0:90.7.0"] = current_total
         values["1-0:13.7.0"] = abs(total_w) / apparent_total if apparent_total else 1.0
         values["1-0:14.7.0"] = 50.0 + rng.gauss(0, 0.02)
-        self._add_energy(values, at_s)
+        energy = self.energy_kwh(at_s)
+        self._add_energy(values, energy)
+        self._add_demand(values, energy, at_s)
         return MeterState(at_s, values)
 
-    def _add_energy(self, values: dict[str, float], at_s: float) -> None:
-        energy = [self._wrap(e) for e in self.energy_kwh(at_s)]
+    def _add_demand(self, values: dict[str, float], energy: list[float], at_s: float) -> None:
+        """Import and export demand: mean power over the last demand period,
+        as the meter's sliding-window demand registers show it (W)."""
+        before = self.energy_kwh(at_s - DEMAND_PERIOD_S)
+        hours = DEMAND_PERIOD_S / SECONDS_PER_HOUR
+        values["1-0:1.4.0"] = (energy[0] - before[0]) / hours * 1000
+        values["1-0:2.4.0"] = (energy[1] - before[1]) / hours * 1000
+
+    def _add_energy(self, values: dict[str, float], unwrapped: list[float]) -> None:
+        energy = [self._wrap(e) for e in unwrapped]
         n = self.phases
         values["1-0:1.8.0"], values["1-0:2.8.0"] = energy[0], energy[1]
         values["1-0:1.8.1"], values["1-0:1.8.2"] = energy[2], energy[3]

@@ -10,8 +10,8 @@ The compression (a real day cannot pass in a test), and why it is honest:
   holds rows keyed and ordered by (at_ms, meter, OBIS), so what a day of
   appends leaves behind does not depend on how they were grouped into
   transactions: we append the 1,440 one-minute boundaries of the day before
-  the test's agent starts — 64 meters × 11 quantities (the SDM120 profile)
-  each, 1,013,760 readings, with the values the simulated meters presented at
+  the test's agent starts — 64 meters × 14 quantities (the SDM120 profile)
+  each, 1,290,240 readings, with the values the simulated meters presented at
   those moments — in one transaction per minute, into the file the agent then
   opens. The agent restarting on a buffer it finds full is the path every
   reboot takes (and the crash tests cover).

@@ -76,6 +76,8 @@ def test_32_meters_of_mixed_models_read_correctly(loop: BackgroundLoop) -> None:
                 "VA",
                 "",
                 "Hz",
+                "var",
+                "°",
                 "kWh",
                 "kvarh",
             }

@@ -10,21 +10,30 @@ CHARACTER_9600_8E1 = 11 / 9600
 
 def test_sdm630_whole_map_with_its_10ms_turnaround() -> None:
     blocks = plan_reads(load_profile("eastron-sdm630"), character_s=CHARACTER_9600_8E1)
-    # The 16-register gap 0x0024-0x0033 costs 37 ms to read; a request 33 ms.
     assert [(b.table, b.first, b.count) for b in blocks] == [
-        ("input", 0x0000, 36),  # V, I, P, VA per phase, PF per phase
-        ("input", 0x0034, 28),  # totals, frequency, energy
-        ("input", 0x015A, 12),  # per-phase energy
+        ("input", 0x0000, 80),  # per phase, totals, frequency, energy: the model's limit
+        ("input", 0x0156, 16),  # total and per-phase energy
     ]
-    assert sum(len(b.quantities) for b in blocks) == 29
+    assert sum(len(b.quantities) for b in blocks) == 35
+
+
+def test_a_gap_dearer_than_a_request_is_not_read() -> None:
+    profile = load_profile("eastron-sdm630")
+    wanted = [q for q in profile.quantities if q.key != "current_sum_a"]
+    blocks = plan_reads(profile, wanted, character_s=CHARACTER_9600_8E1)
+    # The 16-register gap 0x0024-0x0033 costs 37 ms to read; a request 33 ms.
+    assert [(b.first, b.count) for b in blocks] == [(0x0000, 36), (0x0034, 28), (0x0156, 16)]
+    # With the sum of currents (0x0030) wanted, the gaps left are 12 and 2
+    # registers, cheaper than a request: one block.
+    assert plan_reads(profile, character_s=CHARACTER_9600_8E1)[0].count == 80
 
 
 def test_a_slow_meter_gets_fewer_longer_requests() -> None:
     # With a 40 ms turnaround a request costs more than reading 16 idle registers.
-    blocks = plan_reads(
-        load_profile("eastron-sdm630"), turnaround_s=0.040, character_s=CHARACTER_9600_8E1
-    )
-    assert [(b.first, b.count) for b in blocks] == [(0x0000, 80), (0x015A, 12)]
+    profile = load_profile("eastron-sdm630")
+    wanted = [q for q in profile.quantities if q.key != "current_sum_a"]
+    blocks = plan_reads(profile, wanted, turnaround_s=0.040, character_s=CHARACTER_9600_8E1)
+    assert [(b.first, b.count) for b in blocks] == [(0x0000, 80), (0x0156, 16)]
     em24 = plan_reads(
         load_profile("carlo-gavazzi-em24"), turnaround_s=0.040, character_s=CHARACTER_9600_8E1
     )

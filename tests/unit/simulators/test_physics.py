@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,3 +100,29 @@ def test_a_meter_installed_mid_day_starts_at_its_initial_reading() -> None:
     assert meter.energy_kwh(installed)[0] == pytest.approx(0.0, abs=1e-12)
     assert meter.energy_kwh(installed - 3600)[0] == pytest.approx(0.0, abs=1e-12)
     assert 0 < meter.energy_kwh(installed + 3600)[0] < 20
+
+
+def test_reactive_power_closes_the_power_triangle_per_phase() -> None:
+    values = MeterPhysics(seed=12, epoch_s=MONDAY).state(MONDAY + 19 * 3600).values
+    for p, q, s in ((36, 23, 29), (56, 43, 49), (76, 63, 69)):
+        active, reactive, apparent = (values[f"1-0:{c}.7.0"] for c in (p, q, s))
+        assert reactive > 0  # lagging: the loads are inductive
+        assert active**2 + reactive**2 == pytest.approx(apparent**2)
+    assert values["1-0:3.7.0"] == pytest.approx(
+        values["1-0:23.7.0"] + values["1-0:43.7.0"] + values["1-0:63.7.0"]
+    )
+    assert values["1-0:90.7.0"] == pytest.approx(
+        values["1-0:31.7.0"] + values["1-0:51.7.0"] + values["1-0:71.7.0"]
+    )
+    assert math.cos(math.radians(values["1-0:81.7.40"])) == pytest.approx(values["1-0:33.7.0"])
+
+
+def test_demand_is_the_mean_power_of_the_last_hour() -> None:
+    meter = MeterPhysics(seed=13, epoch_s=MONDAY, pv_peak_w=5000)
+    at = MONDAY + 1.5 * 86_400 + 12 * 3600  # midday: both import and export moved
+    values = meter.state(at).values
+    hour_ago, now = meter.energy_kwh(at - 3600), meter.energy_kwh(at)
+    assert values["1-0:1.4.0"] == pytest.approx((now[0] - hour_ago[0]) * 1000)
+    assert values["1-0:2.4.0"] == pytest.approx((now[1] - hour_ago[1]) * 1000)
+    mean_w = sum(sum(meter.phase_power_w(at - 3600 + (i + 0.5) * 60)) for i in range(60)) / 60
+    assert values["1-0:1.4.0"] - values["1-0:2.4.0"] == pytest.approx(mean_w, rel=1e-6)
