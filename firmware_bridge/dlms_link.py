@@ -24,11 +24,18 @@ which IEC 62056-46 servers answer by sending their last frame again (at most
 `repolls` times per frame). An RR whose N(R) shows the meter missed our I frame
 gets the frame again.
 
-What the GET refuses and what it hands back: a data-access-result or an
-exception response is the meter's verdict (`DataAccessError`, as the gurux path
-reports it); an answer this path does not decode (a ciphered APDU, a
-with-list answer, another invoke-id) is returned as `Unhandled(reason)` so that
-the caller can ask again through gurux.
+What the GET refuses and what it hands back: a data-access-result, an
+exception response or a confirmed-service-error is the meter's verdict
+(`DataAccessError`); an answer this path does not decode is returned as
+`Unhandled(reason)` so that the caller can ask again through gurux. Those are:
+an APDU fastcodec cannot parse (an unknown tag — ciphered glo-/ded- APDUs,
+general-block-transfer —, an unknown GET-Response choice, a malformed or
+truncated APDU: also counted in `undecoded_answers`), an APDU of another kind
+(GET-Response-With-List, Data-Notification, …), an answer whose
+invoke-id-and-priority is not the request's (a meter that clears the priority
+bit), and a normal answer in the middle of a block transfer. The Data inside a
+normal answer is not looked at here: the reader decodes it, whichever path
+brought it.
 
 Invariants: every wait is bounded (`DlmsTimeout`); any bytes from the meter give
 an answer, `Unhandled` or a `DlmsError`, never another exception.
@@ -82,6 +89,8 @@ class DlmsLinkStatistics:
         repolls: RR frames sent again to ask for a frame lost or garbled.
         retransmissions: our I frames sent again because the meter missed them.
         fallbacks: GETs handed back to gurux (answer not handled here).
+        undecoded_answers: answers fastcodec could not decode at all (an unknown
+            APDU tag, a malformed or truncated APDU); each is also a fallback.
     """
 
     exchanges: int = 0
@@ -92,6 +101,7 @@ class DlmsLinkStatistics:
     repolls: int = 0
     retransmissions: int = 0
     fallbacks: int = 0
+    undecoded_answers: int = 0
 
 
 @dataclass
@@ -393,11 +403,13 @@ class HdlcApduLink:
 # --- the GET service -----------------------------------------------------------------
 
 
-def _parse(answer: bytes) -> apdu.Apdu | Unhandled:
+def _parse(link: ApduLink, answer: bytes) -> apdu.Apdu | Unhandled:
     try:
         return apdu.parse_apdu(answer)
     except CodecError as exc:
+        link.statistics.undecoded_answers += 1
         tag = f"0x{answer[0]:02X}" if answer else "empty"
+        log.debug("%s: undecoded answer %s", link.name, answer[:64].hex(" "))
         return Unhandled(f"answer APDU {tag} not decoded here: {exc}")
 
 
@@ -422,10 +434,10 @@ def get(
 
     Raises:
         DataAccessError: the meter refused (data-access-result, exception
-            response) or broke the block transfer.
+            response, confirmed-service-error) or broke the block transfer.
         DlmsTimeout, DlmsError, LinkClosed: from the link.
     """
-    answer = _parse(link.exchange(apdu.encode_apdu(request), what))
+    answer = _parse(link, link.exchange(apdu.encode_apdu(request), what))
     blocks: apdu.BlockReassembler | None = None
     invoke = request.invoke_id_and_priority
     while True:
@@ -436,6 +448,14 @@ def get(
                 link.name,
                 f"{what} refused: exception response ({_name(answer.state_error)}, "
                 f"{_name(answer.service_error)})",
+            )
+        if isinstance(answer, apdu.ConfirmedServiceError):
+            # A refusal too (some meters refuse a GET so, Green Book §9.5): asking
+            # gurux again would only bring the same refusal, read as "unreadable".
+            raise DataAccessError(
+                link.name,
+                f"{what} refused: confirmed-service-error ({_name(answer.service)}, "
+                f"{_name(answer.error_type)} {answer.error_value})",
             )
         if not isinstance(answer, apdu.GetResponseNormal | apdu.GetResponseWithDatablock):
             return Unhandled(f"{what}: answer {type(answer).__name__} not handled here")
@@ -459,7 +479,7 @@ def get(
             return step.data
         if isinstance(step, apdu.BlockTransferFailed):
             raise _refused(link.name, what, step.result)
-        answer = _parse(link.exchange(apdu.encode_apdu(step), what))
+        answer = _parse(link, link.exchange(apdu.encode_apdu(step), what))
 
 
 def _name(value: object) -> str:

@@ -65,6 +65,12 @@ hour in UTC. Rows at moments the meter was powered down are missing; the
 first row after a power-up has the power-down bit 0x80 in its status. The
 energy registers keep the physics' values across an outage (simplification).
 
+Profile answer variants (`faults.profile_answer`, `_profile_answer_variant`):
+a GET of a profile buffer (class 7 attribute 2, its datablocks included) is
+answered with the priority bit cleared ("normal-priority"), as a
+ConfirmedServiceError ("service-error") or as a GET-Response of an unknown
+choice ("garbled"): what the reader's fallback to gurux is tested with.
+
 Standard event log 0-0:99.98.0.255 (class 7): rows (clock, event code
 unsigned): 1 power down, 2 power up, 40 terminal cover opened (`tamper()`).
 
@@ -564,6 +570,27 @@ class DlmsMeter:
         ]
 
 
+def _profile_answer_variant(answer: bytes, variant: str) -> bytes:
+    """A GET-Response (C4, choice, invoke-id-and-priority, …) as `faults.profile_answer` says.
+
+    "normal-priority": the priority bit (bit 7, Green Book §9.5) cleared, as a
+    meter without priority management answers; "service-error": a refusal as a
+    ConfirmedServiceError (Green Book §9.5: service read, ServiceError access,
+    scope-of-access-violated) rather than a data-access-result, as some meters
+    refuse; "garbled": a GET-Response choice that does not exist (1 normal,
+    2 with-datablock, 3 with-list).
+    """
+    if variant == "normal-priority":
+        return answer[:2] + bytes((answer[2] & 0x7F,)) + answer[3:]
+    if variant == "service-error":
+        return apdu.encode_apdu(
+            ConfirmedServiceError(ConfirmedService.READ, ServiceErrorType.ACCESS, 1)
+        )
+    if variant == "garbled":
+        return answer[:1] + b"\x09" + answer[2:]
+    return answer
+
+
 def _is_clock_time(set_request: bytes) -> bool:
     """A SET-Request-Normal for the clock's attribute 2 (time)?"""
     descriptor = (int.from_bytes(set_request[3:5], "big"), set_request[5:11], set_request[11])
@@ -682,6 +709,7 @@ class CosemSession:
         self._blocks: list[bytes] = []
         self._block_number = 0
         self._block_invoke = 0
+        self._profile_transfer = False  # the GET under way reads a profile buffer
         self.errors = 0
 
     def receive_apdu(self, data: bytes) -> bytes | None:
@@ -703,7 +731,26 @@ class CosemSession:
             response = ExceptionResponse(
                 ExceptionStateError.SERVICE_NOT_ALLOWED, ExceptionServiceError.OTHER_REASON
             )
-        return None if response is None else apdu.encode_apdu(response)  # type: ignore[arg-type]
+        if response is None:
+            return None
+        answer = apdu.encode_apdu(response)  # type: ignore[arg-type]
+        if self._reads_profile_buffer(request) and isinstance(
+            response, GetResponseNormal | GetResponseWithDatablock
+        ):
+            return _profile_answer_variant(answer, self.meter.faults.profile_answer)
+        return answer
+
+    def _reads_profile_buffer(self, request: object) -> bool:
+        """Whether `request` is (a block of) a GET of a profile's buffer (class 7, attr 2)."""
+        if isinstance(request, GetRequestNormal):
+            descriptor = request.descriptor
+            self._profile_transfer = (descriptor.class_id, descriptor.attribute_id) == (
+                CLASS_PROFILE,
+                2,
+            )
+        elif not isinstance(request, GetRequestNext):
+            self._profile_transfer = False
+        return self._profile_transfer
 
     def _set(self, data: bytes) -> bytes:
         """SET-Request-Normal (Green Book §9.3.6): only the clock's time, by the management

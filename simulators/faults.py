@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The values `MeterFaults.profile_answer` takes ("" is a healthy meter).
+PROFILE_ANSWERS = ("", "normal-priority", "service-error", "garbled")
+
 
 @dataclass
 class MeterFaults:
@@ -18,6 +21,14 @@ class MeterFaults:
         slow_s: each answer comes this much later than the turnaround.
         exception_code: Modbus: answer every read with this exception code.
         clock_drift_s_per_day: DLMS: the meter's clock runs fast (+) or slow.
+        profile_answer: DLMS: how the meter answers a GET of a profile buffer
+            (class 7 attribute 2), one of `PROFILE_ANSWERS`: "" as it should;
+            "normal-priority" with the priority bit of its invoke-id-and-priority
+            cleared (a meter without priority management: valid DLMS that
+            gurux takes, fastcodec's path refuses); "service-error" a
+            ConfirmedServiceError (read, access, scope-of-access-violated)
+            instead of the data; "garbled" a GET-Response of an unknown choice,
+            which no client can read.
     """
 
     no_answer: bool = False
@@ -28,6 +39,15 @@ class MeterFaults:
     slow_s: float = 0.0
     exception_code: int | None = None
     clock_drift_s_per_day: float = 0.0
+    profile_answer: str = ""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Checked here because the fleet's control socket sets faults by name.
+        if name == "profile_answer" and value not in PROFILE_ANSWERS:
+            raise ValueError(
+                f"profile_answer {value!r} is none of {', '.join(map(repr, PROFILE_ANSWERS))}"
+            )
+        super().__setattr__(name, value)
 
     @property
     def answers(self) -> bool:
