@@ -1,15 +1,21 @@
 """Errors of the console. ::
 
 CloudError
+├── InvalidInput                  → 422 (the form again, with the reason)
+│   └── InvalidResolutionNote     a dead letter resolved without a usable note
+├── Conflict                      → 409
+│   └── DeadLetterAlreadyResolved someone resolved it first; the first resolution stays
 └── Forbidden                     → 403 (a friendly page on console routes)
     └── CsrfRejected              a state-changing request without the right CSRF token
 """
 
 from __future__ import annotations
 
-from cloud.core.exceptions import Forbidden
+from datetime import datetime
 
-__all__ = ["CsrfRejected"]
+from cloud.core.exceptions import Conflict, Forbidden, InvalidInput
+
+__all__ = ["CsrfRejected", "DeadLetterAlreadyResolved", "InvalidResolutionNote"]
 
 
 class CsrfRejected(Forbidden):
@@ -18,3 +24,19 @@ class CsrfRejected(Forbidden):
     def __init__(self, reason: str) -> None:
         super().__init__(f"the form has expired or was not sent by this console ({reason})")
         self.reason = reason
+
+
+class InvalidResolutionNote(InvalidInput):
+    """The note that must say what was done about a dead letter is missing or unusable."""
+
+
+class DeadLetterAlreadyResolved(Conflict):
+    """The dead letter was resolved before this request (by another operator or the API)."""
+
+    def __init__(self, dead_letter_id: int, resolved_at: datetime) -> None:
+        super().__init__(
+            f"dead letter {dead_letter_id} was already resolved at "
+            f"{resolved_at:%Y-%m-%d %H:%M:%S} UTC; its first resolution stays"
+        )
+        self.dead_letter_id = dead_letter_id
+        self.resolved_at = resolved_at

@@ -20,14 +20,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import LargeBinary, func, select
 from sqlalchemy.orm import Session
 
+from cloud.console._payload import PayloadPreview, PayloadView, preview_of, view_of
 from cloud.events import queries as events_queries
 from cloud.fleet import queries as fleet_queries
 from cloud.fleet import service as fleet_service
 from cloud.fleet.models import DeviceEvent, Gateway, Meter
+from cloud.ingestion import queries as ingestion_queries
 from cloud.ingestion.models import DeadLetter, IngestionStatistics
 from cloud.metering import service as metering_service
 from cloud.timeseries.store import Point, TimeSeriesStore, to_ms
@@ -38,12 +41,19 @@ from fastcodec.exceptions import CodecError
 from fastcodec.obis import parse_obis
 
 __all__ = [
+    "DEAD_LETTERS_PER_PAGE",
+    "DEAD_LETTER_RESOLVE_ACTION",
     "HIGHLIGHTED_EVENTS",
     "MAX_LISTED",
+    "PAYLOAD_SHOWN_BYTES",
     "RECENT_EVENTS",
     "REPORTING_INTERVAL",
     "SPARKLINE_WINDOW",
     "CustomerDashboard",
+    "DeadLetterDetail",
+    "DeadLetterList",
+    "DeadLetterRow",
+    "DeadLetterState",
     "EventRow",
     "FleetDashboard",
     "GatewayPage",
@@ -55,6 +65,10 @@ __all__ = [
     "changed_values",
     "chart_aggregate",
     "customer_dashboard",
+    "dead_letter_audit_target",
+    "dead_letter_detail",
+    "dead_letter_list",
+    "dead_letter_payload",
     "fleet_dashboard",
     "gateway_page",
     "live_values",
@@ -618,3 +632,213 @@ def audit_entries(
         until=until,
         limit=MAX_LISTED,
     )
+
+
+# --- dead letters ------------------------------------------------------------------------
+#
+# The list reads no payload: one column is the payload's first bytes
+# (``substr``, which PostgreSQL's bytea and SQLite's blob both answer), so a
+# page of 50 letters of 1 MiB each reads 50 × `PREVIEW_BYTES`. Who resolved a
+# letter and why are not columns of the dead-letter store: the console's
+# resolve writes them to the audit log (`DEAD_LETTER_RESOLVE_ACTION`, target
+# `dead_letter_audit_target`), and the pages read them back from there with
+# one statement per page. A letter resolved through the API has a time but
+# no such entry: the pages say "not recorded".
+
+DEAD_LETTERS_PER_PAGE = 50
+DEAD_LETTER_RESOLVE_ACTION = "dead_letter.resolve"
+# The list's preview: bytes read per letter, characters shown.
+PREVIEW_BYTES = 120
+PREVIEW_CHARS = 80
+# A letter's page shows at most this much of its payload (the whole stored
+# payload, up to 1 MiB, is a download away): a 1 MiB hex dump would be a
+# 5 MB page.
+PAYLOAD_SHOWN_BYTES = 64 * 1024
+
+
+class DeadLetterState(StrEnum):
+    """The list's filter."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """When a dead letter was resolved and, if the console did it, by whom and why."""
+
+    at: datetime
+    by: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    id: int
+    received_at: datetime
+    gateway_id: str | None
+    topic: str
+    reason_code: str
+    reason: str
+    payload_size_bytes: int
+    preview: PayloadPreview
+    resolution: Resolution | None
+
+
+@dataclass(frozen=True)
+class DeadLetterList:
+    rows: tuple[DeadLetterRow, ...]
+    state: DeadLetterState
+    gateway_id: str | None
+    page: int
+    has_next: bool
+    per_page: int
+
+
+@dataclass(frozen=True)
+class DeadLetterDetail:
+    letter: DeadLetterRow
+    payload: PayloadView
+
+
+def dead_letter_audit_target(dead_letter_id: int) -> str:
+    """The audit log's name of a dead letter, ``dead_letter:12``."""
+    return f"dead_letter:{dead_letter_id}"
+
+
+def _resolutions(session: Session, resolved: Mapping[int, datetime]) -> dict[int, Resolution]:
+    """The resolution of each resolved letter, who and why from the audit log's first entry."""
+    if not resolved:
+        return {}
+    targets = {dead_letter_audit_target(letter_id): letter_id for letter_id in resolved}
+    entries = session.scalars(
+        select(AuditEntry)
+        .where(
+            AuditEntry.action == DEAD_LETTER_RESOLVE_ACTION,
+            AuditEntry.target.in_(sorted(targets)),
+        )
+        .order_by(AuditEntry.at, AuditEntry.id)
+    )
+    recorded: dict[int, AuditEntry] = {}
+    for entry in entries:
+        recorded.setdefault(targets[entry.target or ""], entry)
+    found = {}
+    for letter_id, at in resolved.items():
+        audited = recorded.get(letter_id)
+        note = (audited.details or {}).get("note") if audited else None
+        found[letter_id] = Resolution(
+            at=at,
+            by=audited.actor if audited else None,
+            note=note if isinstance(note, str) else None,
+        )
+    return found
+
+
+def dead_letter_list(
+    *,
+    session: Session,
+    state: DeadLetterState = DeadLetterState.OPEN,
+    gateway_id: str | None = None,
+    page: int = 1,
+    per_page: int = DEAD_LETTERS_PER_PAGE,
+) -> DeadLetterList:
+    """One page of dead letters, newest first, with a preview of each payload.
+
+    Args:
+        state: open (unresolved), resolved or all.
+        gateway_id: only this gateway's (exact id).
+        page: 1 for the newest `per_page`.
+    """
+    preview = func.substr(DeadLetter.payload, 1, PREVIEW_BYTES, type_=LargeBinary)
+    query = select(
+        DeadLetter.id,
+        DeadLetter.received_at,
+        DeadLetter.gateway_id,
+        DeadLetter.topic,
+        DeadLetter.reason_code,
+        DeadLetter.reason,
+        DeadLetter.payload_size_bytes,
+        DeadLetter.resolved_at,
+        preview,
+    )
+    if state is DeadLetterState.OPEN:
+        query = query.where(DeadLetter.resolved_at.is_(None))
+    elif state is DeadLetterState.RESOLVED:
+        query = query.where(DeadLetter.resolved_at.is_not(None))
+    if gateway_id:
+        query = query.where(DeadLetter.gateway_id == gateway_id)
+    query = query.order_by(DeadLetter.received_at.desc(), DeadLetter.id.desc())
+    found = session.execute(query.limit(per_page + 1).offset((page - 1) * per_page)).all()
+    rows = found[:per_page]
+    resolutions = _resolutions(
+        session, {row.id: row.resolved_at for row in rows if row.resolved_at is not None}
+    )
+    return DeadLetterList(
+        rows=tuple(
+            DeadLetterRow(
+                id=row.id,
+                received_at=row.received_at,
+                gateway_id=row.gateway_id,
+                topic=row.topic,
+                reason_code=row.reason_code,
+                reason=row.reason,
+                payload_size_bytes=row.payload_size_bytes,
+                preview=preview_of(
+                    bytes(row[-1] or b""),
+                    size_bytes=row.payload_size_bytes,
+                    max_chars=PREVIEW_CHARS,
+                ),
+                resolution=resolutions.get(row.id),
+            )
+            for row in rows
+        ),
+        state=state,
+        gateway_id=gateway_id,
+        page=page,
+        has_next=len(found) > per_page,
+        per_page=per_page,
+    )
+
+
+def dead_letter_detail(*, session: Session, dead_letter_id: int) -> DeadLetterDetail:
+    """One dead letter with its payload readable (JSON indented, text, or a hex dump).
+
+    Raises:
+        DeadLetterNotFound: no such id.
+    """
+    letter = ingestion_queries.get_dead_letter(session=session, dead_letter_id=dead_letter_id)
+    payload = bytes(letter.payload)
+    resolutions = (
+        _resolutions(session, {letter.id: letter.resolved_at}) if letter.resolved_at else {}
+    )
+    return DeadLetterDetail(
+        letter=DeadLetterRow(
+            id=letter.id,
+            received_at=letter.received_at,
+            gateway_id=letter.gateway_id,
+            topic=letter.topic,
+            reason_code=letter.reason_code,
+            reason=letter.reason,
+            payload_size_bytes=letter.payload_size_bytes,
+            preview=preview_of(
+                payload[:PREVIEW_BYTES],
+                size_bytes=letter.payload_size_bytes,
+                max_chars=PREVIEW_CHARS,
+            ),
+            resolution=resolutions.get(letter.id),
+        ),
+        payload=view_of(
+            payload, size_bytes=letter.payload_size_bytes, max_bytes=PAYLOAD_SHOWN_BYTES
+        ),
+    )
+
+
+def dead_letter_payload(*, session: Session, dead_letter_id: int) -> bytes:
+    """A dead letter's stored bytes, for download.
+
+    Raises:
+        DeadLetterNotFound: no such id.
+    """
+    letter = ingestion_queries.get_dead_letter(session=session, dead_letter_id=dead_letter_id)
+    return bytes(letter.payload)

@@ -20,6 +20,12 @@ in the thread pool, never on the event loop.
   sessions, all under ``sessions:self`` (every role holds it). A wrong
   current password becomes a 422 on the page, never the 401 that would
   redirect to the login page.
+- Dead letters (``/console/dead-letters``): a paged list and one letter's
+  page with its payload made readable (`cloud.console._payload`: hostile
+  bytes become escaped text, indented JSON or a hex dump, bounded). The
+  resolve form calls the API's own service function
+  (`cloud.fleet.service.resolve_dead_letter`) and records who and the
+  required note in the audit log in the same transaction.
 - Errors on console paths are pages, not problem+json (`install`): a 401
   redirects to the login page, a 403 is a "not allowed" page with status
   403, a 404 a "not found" page.
@@ -51,7 +57,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.console import read_models
-from cloud.console.exceptions import CsrfRejected
+from cloud.console.exceptions import (
+    CsrfRejected,
+    DeadLetterAlreadyResolved,
+    InvalidResolutionNote,
+)
 from cloud.console.security import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -73,6 +83,9 @@ from cloud.core.deps import DbSession, Sessions, SettingsDep, Store
 from cloud.core.exceptions import CloudError, Forbidden, InvalidInput, Unauthenticated
 from cloud.core.problems import request_id_of, status_of
 from cloud.fleet import queries as fleet_queries
+from cloud.fleet import service as fleet_service
+from cloud.fleet.exceptions import DeadLetterNotFound
+from cloud.ingestion.models import DeadLetter
 from cloud.timeseries import StoreUnavailable
 from cloud.timeseries.store import TimeSeriesStore
 from cloud.users import passwords, policies
@@ -103,6 +116,7 @@ router = APIRouter(prefix=CONSOLE_PREFIX, include_in_schema=False)
 NAVIGATION = (
     ("Dashboard", "/", "console:view"),
     ("Meters", "/meters", "fleet:read"),
+    ("Dead letters", "/dead-letters", "deadletters:read"),
     ("Users", "/users", "users:read"),
     ("Audit log", "/audit", "audit:read"),
     ("API tokens", "/account/tokens", "tokens:self"),
@@ -1128,6 +1142,171 @@ async def revoke_token(
             principal,
             settings,
             session,
+            notice=notice,
+            error=error,
+            status_code=status_code,
+        )
+
+
+# --- dead letters -------------------------------------------------------------------------------
+
+DeadLetterId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
+# What the form accepts (a longer post is a 422 page) and what a note may hold.
+NOTE_FORM_MAX_CHARS = 20_000
+NOTE_MAX_CHARS = 2000
+_NOTE_CONTROLS_ALLOWED = frozenset("\t\n\r")
+
+
+def _checked_note(note: str) -> str:
+    """The note trimmed, or a refusal that says what is wrong with it."""
+    note = note.strip()
+    if not note:
+        raise InvalidResolutionNote(
+            "A note is required: say what was done about this dead letter "
+            "(replayed, dismissed, fixed at the gateway) and why."
+        )
+    if len(note) > NOTE_MAX_CHARS:
+        raise InvalidResolutionNote(
+            f"The note is {len(note)} characters long; at most {NOTE_MAX_CHARS} are kept."
+        )
+    if any(char < " " and char not in _NOTE_CONTROLS_ALLOWED for char in note):
+        raise InvalidResolutionNote("The note contains control characters: type plain text.")
+    return note
+
+
+def _resolve_with_note(
+    session: Session, dead_letter_id: int, note: str, actor: users_service.Actor
+) -> DeadLetter:
+    """Resolve through the API's own service function and audit who and why with it.
+
+    The row is locked first (PostgreSQL; SQLite has one writer anyway), so
+    two operators resolving at once get one resolution and one 409.
+    """
+    checked = _checked_note(note)
+    letter = session.get(DeadLetter, dead_letter_id, with_for_update=True)
+    if letter is None:
+        raise DeadLetterNotFound(dead_letter_id)
+    if letter.resolved_at is not None:
+        raise DeadLetterAlreadyResolved(dead_letter_id, letter.resolved_at)
+    resolved = fleet_service.resolve_dead_letter(
+        session=session, dead_letter_id=dead_letter_id, at=utc_now()
+    )
+    users_service.record_audit(
+        session=session,
+        actor=actor,
+        action=read_models.DEAD_LETTER_RESOLVE_ACTION,
+        target=read_models.dead_letter_audit_target(dead_letter_id),
+        details={
+            "note": checked,
+            "reason_code": resolved.reason_code,
+            "gateway_id": resolved.gateway_id,
+            "topic": resolved.topic[:200],
+        },
+    )
+    logger.info("dead letter %s resolved by %s", dead_letter_id, actor.subject)
+    return resolved
+
+
+@router.get("/dead-letters")
+def dead_letters(
+    request: Request,
+    settings: SettingsDep,
+    session: DbSession,
+    principal: Annotated[Principal, require("deadletters:read")],
+    state: Annotated[read_models.DeadLetterState, Query()] = read_models.DeadLetterState.OPEN,
+    gateway: Annotated[str, Query(max_length=64)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    """Dead letters newest first, `DEAD_LETTERS_PER_PAGE` a page, open ones by default."""
+    listing = read_models.dead_letter_list(
+        session=session, state=state, gateway_id=gateway.strip() or None, page=page
+    )
+    name = "_dead_letters_table.html" if _is_htmx(request) else "dead_letters.html"
+    return _render(request, name, principal, settings, listing=listing)
+
+
+def _dead_letter_page(
+    request: Request,
+    principal: Principal,
+    settings: Settings,
+    session: Session,
+    dead_letter_id: int,
+    *,
+    note: str = "",
+    notice: str | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    detail = read_models.dead_letter_detail(session=session, dead_letter_id=dead_letter_id)
+    return _render(
+        request,
+        "dead_letter.html",
+        principal,
+        settings,
+        status_code,
+        page=detail,
+        note=note,
+        note_max_chars=NOTE_MAX_CHARS,
+        audit_target=read_models.dead_letter_audit_target(dead_letter_id),
+        notice=notice,
+        error=error,
+    )
+
+
+@router.get("/dead-letters/{dead_letter_id}")
+def dead_letter(
+    request: Request,
+    dead_letter_id: DeadLetterId,
+    settings: SettingsDep,
+    session: DbSession,
+    principal: Annotated[Principal, require("deadletters:read")],
+) -> HTMLResponse:
+    return _dead_letter_page(request, principal, settings, session, dead_letter_id)
+
+
+@router.get("/dead-letters/{dead_letter_id}/payload")
+def dead_letter_payload(
+    dead_letter_id: DeadLetterId,
+    session: DbSession,
+    principal: Annotated[Principal, require("deadletters:read")],
+) -> Response:
+    """The stored bytes as a download: never rendered by the browser."""
+    payload = read_models.dead_letter_payload(session=session, dead_letter_id=dead_letter_id)
+    return Response(
+        payload,
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="dead-letter-{dead_letter_id}.bin"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.post("/dead-letters/{dead_letter_id}/resolve")
+async def resolve_dead_letter(
+    request: Request,
+    dead_letter_id: DeadLetterId,
+    settings: SettingsDep,
+    sessions: Sessions,
+    principal: Annotated[Principal, require("deadletters:resolve")],
+    note: Annotated[str, Form(max_length=NOTE_FORM_MAX_CHARS)] = "",
+) -> HTMLResponse:
+    actor = _actor(request, principal)
+
+    def work(session: Session) -> str:
+        _resolve_with_note(session, dead_letter_id, note, actor)
+        return f"Dead letter {dead_letter_id} is resolved."
+
+    notice, error, status_code = await _change(request, settings, sessions, work)
+    with sessions() as session:
+        return _dead_letter_page(
+            request,
+            principal,
+            settings,
+            session,
+            dead_letter_id,
+            # A refused note stays in the field to be corrected.
+            note=note if error else "",
             notice=notice,
             error=error,
             status_code=status_code,

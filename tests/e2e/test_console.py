@@ -307,6 +307,11 @@ def test_log_in_through_the_form_and_see_the_fleet(page: Page, console: Console)
     expect(page.get_by_role("heading", name=f"Gateway {GATEWAY}")).to_be_visible()
     expect(page.get_by_role("link", name=METER)).to_be_visible()
 
+    # The operator may read dead letters: the navigation leads to their list.
+    navigation.get_by_role("link", name="Dead letters").click()
+    expect(page.get_by_role("heading", name="Dead letters")).to_be_visible()
+    expect(page.locator("#dead-letters-summary")).to_have_text("No open dead letter.")
+
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(re.compile(r"/console/login"))
     page.goto("/console/")
