@@ -8,19 +8,21 @@ cannot be reached.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from edge_agent.profiles import ConfigFileError, available_profiles, load_profile
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 app = typer.Typer(
     help="The voltstack gateway agent: reads meters, buffers readings, publishes them.\n\n"
@@ -30,8 +32,29 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)
+
+
+# Rich is imported when a command first prints: `run`, the daemon, prints
+# nothing of it, and a gateway keeps the 4 MB it costs (docs/performance.md).
+@functools.cache
+def _out() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+@functools.cache
+def _err() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+def _table(*columns: str, **options: Any) -> Table:
+    from rich.table import Table
+
+    return Table(*columns, **options)
+
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_LINK = 1, 2, 3, 4
 
@@ -66,12 +89,12 @@ def ports() -> None:
 
     found = sorted(list_ports.comports(), key=lambda p: p.device)
     if not found:
-        errors.print("no serial ports found (is the adapter plugged in? `dmesg | tail` tells)")
+        _err().print("no serial ports found (is the adapter plugged in? `dmesg | tail` tells)")
         raise typer.Exit(EXIT_FAILED)
-    table = Table("port", "description", "hardware id")
+    table = _table("port", "description", "hardware id")
     for port in found:
         table.add_row(port.device, port.description or "", port.hwid or "")
-    console.print(table)
+    _out().print(table)
 
 
 def _parse_units(text: str) -> list[int]:
@@ -102,6 +125,14 @@ def _settings(bauds: str, parities: str) -> list[Any]:
 
 
 def _scan(port: str, units: str, baud: str, parity: str, timeout_ms: float) -> list[Any]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     from edge_agent.service.scan import scan_bus
     from firmware_bridge.exceptions import LinkOpenError
 
@@ -112,7 +143,7 @@ def _scan(port: str, units: str, baud: str, parity: str, timeout_ms: float) -> l
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=errors, transient=True) as progress:
+    with Progress(*columns, console=_err(), transient=True) as progress:
         task = progress.add_task("scanning", total=len(unit_ids) * len(settings))
 
         def advance(setting: Any, unit: int) -> None:
@@ -127,7 +158,7 @@ def _scan(port: str, units: str, baud: str, parity: str, timeout_ms: float) -> l
                 progress=advance,
             )
         except LinkOpenError as exc:
-            errors.print(f"error: {exc}")
+            _err().print(f"error: {exc}")
             raise typer.Exit(EXIT_LINK) from None
 
 
@@ -168,7 +199,7 @@ def scan(
             )
         )
     else:
-        table = Table(
+        table = _table(
             "unit", "serial setting", "model", "L1 voltage (V)", title=f"meters on {port}"
         )
         for meter in found:
@@ -176,9 +207,9 @@ def scan(
             table.add_row(
                 str(meter.unit_id), str(meter.setting), meter.profile_id or "unknown", voltage
             )
-        console.print(table)
+        _out().print(table)
     if not found:
-        errors.print("no meter answered: check wiring (A/B), termination, baud rate and parity")
+        _err().print("no meter answered: check wiring (A/B), termination, baud rate and parity")
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -201,12 +232,12 @@ def read(
     try:
         model = load_profile(profile)
     except KeyError as exc:
-        errors.print(f"error: {exc.args[0]}")
+        _err().print(f"error: {exc.args[0]}")
         raise typer.Exit(EXIT_USAGE) from None
     try:
         link = SerialLink(port, baudrate=baud, parity=parity.upper())
     except LinkOpenError as exc:
-        errors.print(f"error: {exc}")
+        _err().print(f"error: {exc}")
         raise typer.Exit(EXIT_LINK) from None
     try:
         device = PolledDevice(f"unit {unit}", unit, timeout_s=timeout_ms / 1000, retries=1)
@@ -225,7 +256,7 @@ def read(
             )
         )
     else:
-        table = Table(
+        table = _table(
             "quantity",
             "OBIS",
             "value",
@@ -234,9 +265,9 @@ def read(
         )
         for reading in result.readings:
             table.add_row(keys[reading.obis], reading.obis, f"{reading.value:.6g}", reading.unit)
-        console.print(table)
+        _out().print(table)
     for failure in result.failures:
-        errors.print(f"registers {failure.block.first:#06x}+{failure.block.count}: {failure.error}")
+        _err().print(f"registers {failure.block.first:#06x}+{failure.block.count}: {failure.error}")
     if result.failures:
         raise typer.Exit(EXIT_FAILED)
 
@@ -265,7 +296,7 @@ def commission(
 
     found = [m for m in _scan(port, units, baud, parity, timeout_ms) if m.profile_id]
     if not found:
-        errors.print("no known meter answered: nothing to commission")
+        _err().print("no known meter answered: nothing to commission")
         raise typer.Exit(EXIT_FAILED)
     setting = found[0].setting
     config: dict[str, Any] = {
@@ -294,7 +325,7 @@ def commission(
     try:
         AgentConfig.model_validate(config)
     except ValueError as exc:
-        errors.print(f"error: the configuration would be invalid: {exc}")
+        _err().print(f"error: the configuration would be invalid: {exc}")
         raise typer.Exit(EXIT_CONFIG) from None
     text = (
         "# Written by voltstack-agent commission. Replace the serials with the\n"
@@ -305,7 +336,7 @@ def commission(
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
-    console.print(f"wrote {output}: {len(found)} meters on {port} at {setting}")
+    _out().print(f"wrote {output}: {len(found)} meters on {port} at {setting}")
 
 
 @app.command()
@@ -326,12 +357,12 @@ def run(
     try:
         loaded = load_config(config)
     except ConfigFileError as exc:
-        errors.print(f"invalid configuration, not starting:\n{exc}")
+        _err().print(f"invalid configuration, not starting:\n{exc}")
         raise typer.Exit(EXIT_CONFIG) from None
     try:
         agent = Agent(loaded, config_path=config)
     except (LinkError, OSError) as exc:
-        errors.print(f"cannot start: {exc}")
+        _err().print(f"cannot start: {exc}")
         raise typer.Exit(EXIT_LINK) from None
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)  # a service tells journald what it does
@@ -343,7 +374,7 @@ def run(
             health.start()
         except OSError as exc:
             agent.stop()
-            errors.print(
+            _err().print(
                 f"cannot serve the health endpoint on {loaded.health.host}:"
                 f"{loaded.health.port}: {exc}"
             )
@@ -384,17 +415,17 @@ def uplink_test(
     try:
         loaded = load_config(config)
     except ConfigFileError as exc:
-        errors.print(f"invalid configuration:\n{exc}")
+        _err().print(f"invalid configuration:\n{exc}")
         raise typer.Exit(EXIT_CONFIG) from None
     result = probe_uplink(loaded.uplink, loaded.gateway.id, timeout_s=timeout_s)
-    table = Table(
+    table = _table(
         "step", "result", title=f"uplink of {loaded.gateway.id} to {loaded.uplink.broker}"
     )
     for step, outcome in result.steps:
         table.add_row(step, outcome)
-    console.print(table)
+    _out().print(table)
     if not result.ok:
-        errors.print(f"uplink test failed: {result.error}")
+        _err().print(f"uplink test failed: {result.error}")
         raise typer.Exit(EXIT_LINK)
 
 
@@ -410,10 +441,10 @@ def check_config(
     try:
         loaded = load_config(config)
     except ConfigFileError as exc:
-        errors.print(f"invalid configuration:\n{exc}")
+        _err().print(f"invalid configuration:\n{exc}")
         raise typer.Exit(EXIT_CONFIG) from None
     meters = sum(len(bus.meters) for bus in loaded.buses)
-    console.print(
+    _out().print(
         f"{config}: valid — gateway {loaded.gateway.id}, {len(loaded.buses)} buses, {meters} meters"
     )
 
@@ -457,13 +488,13 @@ def optical(
     try:
         link = open_optical_port(port)
     except LinkOpenError as exc:
-        errors.print(f"error: {exc}")
+        _err().print(f"error: {exc}")
         raise typer.Exit(EXIT_LINK) from None
     reader = OpticalMeterReader(address or port, settings)
     try:
         result = reader.read(link)
     except LinkError as exc:
-        errors.print(f"error: {exc}")
+        _err().print(f"error: {exc}")
         raise typer.Exit(EXIT_FAILED) from None
     finally:
         link.close()
@@ -490,7 +521,7 @@ def optical(
             )
         )
         return
-    table = Table(
+    table = _table(
         "OBIS",
         "value",
         "unit",
@@ -498,7 +529,7 @@ def optical(
     )
     for reading in result.readings:
         table.add_row(reading.obis, f"{reading.value:.6g}", reading.unit)
-    console.print(table)
+    _out().print(table)
 
 
 def _parse_when(text: str | None, name: str) -> Any:
@@ -565,7 +596,7 @@ def dlms(
     try:
         link = SerialLink(port, baudrate=baud) if port else TcpLink(str(host), tcp_port)
     except LinkOpenError as exc:
-        errors.print(f"error: {exc}")
+        _err().print(f"error: {exc}")
         raise typer.Exit(EXIT_LINK) from None
     reader = DlmsMeterReader(name)
     readings: list[Any] = []
@@ -597,7 +628,7 @@ def dlms(
                 )
                 readings, failures = readings + result.readings, failures + result.failures
     except LinkError as exc:
-        errors.print(f"error: {exc}")
+        _err().print(f"error: {exc}")
         raise typer.Exit(EXIT_FAILED) from None
     finally:
         link.close()
@@ -626,19 +657,19 @@ def dlms(
         )
     else:
         if readings:
-            table = Table("time", "OBIS", "value", "unit", "flags", title=f"{name}, clock {clock}")
+            table = _table("time", "OBIS", "value", "unit", "flags", title=f"{name}, clock {clock}")
             for r in readings:
                 table.add_row(
                     _iso_time(r.at_ms), r.obis, f"{r.value:.6g}", r.unit, _quality_names(r.quality)
                 )
-            console.print(table)
+            _out().print(table)
         if events:
-            table = Table("time", "code", "event", title=f"{name}: event log")
+            table = _table("time", "code", "event", title=f"{name}: event log")
             for event in meter_events:
                 table.add_row(event.at.isoformat(), str(event.code), event.name)
-            console.print(table)
+            _out().print(table)
     for failure in failures:
-        errors.print(f"{failure.obis}: {failure.error}")
+        _err().print(f"{failure.obis}: {failure.error}")
     if failures:
         raise typer.Exit(EXIT_FAILED)
 
@@ -650,7 +681,7 @@ def _age_s(at: float | None, now: float) -> str:
 def _status_tables(snapshot: dict[str, Any], now: float) -> list[Table]:
     uplink, buffer = snapshot["uplink"], snapshot["buffer"]
     oldest = buffer["oldest_age_s"]
-    summary = Table("", "value", title=f"gateway {snapshot['gateway']}", show_header=False)
+    summary = _table("", "value", title=f"gateway {snapshot['gateway']}", show_header=False)
     for label, value in (
         ("version", snapshot["version"]),
         ("running", "yes" if snapshot["running"] else "NO"),
@@ -672,7 +703,7 @@ def _status_tables(snapshot: dict[str, Any], now: float) -> list[Table]:
         ("readings dropped (readings)", str(buffer["drops_total"])),
     ):
         summary.add_row(label, str(value))
-    buses = Table(
+    buses = _table(
         "bus",
         "requests",
         "answers",
@@ -701,7 +732,7 @@ def _status_tables(snapshot: dict[str, Any], now: float) -> list[Table]:
             ),
             f"{100 * bus['utilisation']:.1f}",
         )
-    meters = Table(
+    meters = _table(
         "meter", "bus", "state", "reads ok", "reads failed", "last read age (s)", title="meters"
     )
     for column in meters.columns[3:]:
@@ -743,17 +774,17 @@ def status(
         with urllib.request.urlopen(endpoint, timeout=5) as response:
             snapshot = json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        errors.print(f"error: {endpoint} answered {exc.code} {exc.reason}")
+        _err().print(f"error: {endpoint} answered {exc.code} {exc.reason}")
         raise typer.Exit(EXIT_FAILED) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        errors.print(f"error: cannot reach the agent at {endpoint}: {reason} (is it running?)")
+        _err().print(f"error: cannot reach the agent at {endpoint}: {reason} (is it running?)")
         raise typer.Exit(EXIT_LINK) from None
     except ValueError as exc:
-        errors.print(f"error: {endpoint} did not answer with status JSON: {exc}")
+        _err().print(f"error: {endpoint} did not answer with status JSON: {exc}")
         raise typer.Exit(EXIT_FAILED) from None
     if not isinstance(snapshot, dict) or not isinstance(snapshot.get("uplink"), dict):
-        errors.print(f"error: {endpoint} did not answer with the agent's status JSON")
+        _err().print(f"error: {endpoint} did not answer with the agent's status JSON")
         raise typer.Exit(EXIT_FAILED)
     if as_json:
         typer.echo(json.dumps(snapshot, indent=2))
@@ -761,10 +792,10 @@ def status(
         try:
             tables = _status_tables(snapshot, time.time())
         except (KeyError, TypeError, ValueError) as exc:
-            errors.print(f"error: {endpoint} answered an unexpected status shape ({exc!r})")
+            _err().print(f"error: {endpoint} answered an unexpected status shape ({exc!r})")
             raise typer.Exit(EXIT_FAILED) from None
         for table in tables:
-            console.print(table)
+            _out().print(table)
     problems = []
     if not snapshot.get("running"):
         problems.append("the agent reports it is not running")
@@ -774,5 +805,5 @@ def status(
             "the uplink is disconnected" + (f" (last error: {last_error})" if last_error else "")
         )
     if problems:
-        errors.print("; ".join(problems))
+        _err().print("; ".join(problems))
         raise typer.Exit(EXIT_FAILED)
