@@ -1,8 +1,7 @@
-"""Errors of the console. ::
+"""Errors of the console (a refused resolution note is the fleet's
+`InvalidResolutionNote`, shared with the API). ::
 
 CloudError
-├── InvalidInput                  → 422 (the form again, with the reason)
-│   └── InvalidResolutionNote     a dead letter resolved without a usable note
 ├── Conflict                      → 409
 │   └── DeadLetterAlreadyResolved someone resolved it first; the first resolution stays
 └── Forbidden                     → 403 (a friendly page on console routes)
@@ -13,9 +12,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cloud.core.exceptions import Conflict, Forbidden, InvalidInput
+from cloud.core.exceptions import Conflict, Forbidden
 
-__all__ = ["CsrfRejected", "DeadLetterAlreadyResolved", "InvalidResolutionNote"]
+__all__ = ["CsrfRejected", "DeadLetterAlreadyResolved"]
 
 
 class CsrfRejected(Forbidden):
@@ -24,10 +23,6 @@ class CsrfRejected(Forbidden):
     def __init__(self, reason: str) -> None:
         super().__init__(f"the form has expired or was not sent by this console ({reason})")
         self.reason = reason
-
-
-class InvalidResolutionNote(InvalidInput):
-    """The note that must say what was done about a dead letter is missing or unusable."""
 
 
 class DeadLetterAlreadyResolved(Conflict):

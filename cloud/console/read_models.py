@@ -29,6 +29,10 @@ from cloud.console._payload import PayloadPreview, PayloadView, preview_of, view
 from cloud.events import queries as events_queries
 from cloud.fleet import queries as fleet_queries
 from cloud.fleet import service as fleet_service
+from cloud.fleet.dead_letter_resolution import (
+    DEAD_LETTER_RESOLVE_ACTION,
+    dead_letter_audit_target,
+)
 from cloud.fleet.models import DeviceEvent, Gateway, Meter
 from cloud.ingestion import queries as ingestion_queries
 from cloud.ingestion.models import DeadLetter, IngestionStatistics
@@ -639,14 +643,14 @@ def audit_entries(
 # The list reads no payload: one column is the payload's first bytes
 # (``substr``, which PostgreSQL's bytea and SQLite's blob both answer), so a
 # page of 50 letters of 1 MiB each reads 50 × `PREVIEW_BYTES`. Who resolved a
-# letter and why are not columns of the dead-letter store: the console's
-# resolve writes them to the audit log (`DEAD_LETTER_RESOLVE_ACTION`, target
-# `dead_letter_audit_target`), and the pages read them back from there with
-# one statement per page. A letter resolved through the API has a time but
-# no such entry: the pages say "not recorded".
+# letter and why are not columns of the dead-letter store: resolving (console
+# or API, both through `cloud.fleet.dead_letter_resolution`) writes them to the
+# audit log (`DEAD_LETTER_RESOLVE_ACTION`, target `dead_letter_audit_target`),
+# and the pages read them back from there with one statement per page. Only
+# letters the API resolved before it audited have a time and no such entry:
+# the pages say "not recorded".
 
 DEAD_LETTERS_PER_PAGE = 50
-DEAD_LETTER_RESOLVE_ACTION = "dead_letter.resolve"
 # The list's preview: bytes read per letter, characters shown.
 PREVIEW_BYTES = 120
 PREVIEW_CHARS = 80
@@ -666,7 +670,7 @@ class DeadLetterState(StrEnum):
 
 @dataclass(frozen=True)
 class Resolution:
-    """When a dead letter was resolved and, if the console did it, by whom and why."""
+    """When a dead letter was resolved and, if audited, by whom and why."""
 
     at: datetime
     by: str | None
@@ -700,11 +704,6 @@ class DeadLetterList:
 class DeadLetterDetail:
     letter: DeadLetterRow
     payload: PayloadView
-
-
-def dead_letter_audit_target(dead_letter_id: int) -> str:
-    """The audit log's name of a dead letter, ``dead_letter:12``."""
-    return f"dead_letter:{dead_letter_id}"
 
 
 def _resolutions(session: Session, resolved: Mapping[int, datetime]) -> dict[int, Resolution]:

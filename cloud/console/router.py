@@ -23,9 +23,10 @@ in the thread pool, never on the event loop.
 - Dead letters (``/console/dead-letters``): a paged list and one letter's
   page with its payload made readable (`cloud.console._payload`: hostile
   bytes become escaped text, indented JSON or a hex dump, bounded). The
-  resolve form calls the API's own service function
-  (`cloud.fleet.service.resolve_dead_letter`) and records who and the
-  required note in the audit log in the same transaction.
+  resolve form calls the service the REST API calls too
+  (`cloud.fleet.dead_letter_resolution.resolve_and_audit`), which records
+  who and the note in the audit log in the same transaction; here the note
+  is required and a letter resolved first by someone else is a 409.
 - Errors on console paths are pages, not problem+json (`install`): a 401
   redirects to the login page, a 403 is a "not allowed" page with status
   403, a 404 a "not found" page.
@@ -57,11 +58,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.console import read_models
-from cloud.console.exceptions import (
-    CsrfRejected,
-    DeadLetterAlreadyResolved,
-    InvalidResolutionNote,
-)
+from cloud.console.exceptions import CsrfRejected, DeadLetterAlreadyResolved
 from cloud.console.security import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -82,9 +79,8 @@ from cloud.core.db import unit_of_work, utc_now
 from cloud.core.deps import DbSession, Sessions, SettingsDep, Store
 from cloud.core.exceptions import CloudError, Forbidden, InvalidInput, Unauthenticated
 from cloud.core.problems import request_id_of, status_of
+from cloud.fleet import dead_letter_resolution
 from cloud.fleet import queries as fleet_queries
-from cloud.fleet import service as fleet_service
-from cloud.fleet.exceptions import DeadLetterNotFound
 from cloud.ingestion.models import DeadLetter
 from cloud.timeseries import StoreUnavailable
 from cloud.timeseries.store import TimeSeriesStore
@@ -1151,60 +1147,25 @@ async def revoke_token(
 # --- dead letters -------------------------------------------------------------------------------
 
 DeadLetterId = Annotated[int, PathParam(ge=1, le=2**63 - 1)]
-# What the form accepts (a longer post is a 422 page) and what a note may hold.
+# What the form accepts (a longer post is a 422 page); the note's own limit is
+# `dead_letter_resolution.NOTE_MAX_CHARS`.
 NOTE_FORM_MAX_CHARS = 20_000
-NOTE_MAX_CHARS = 2000
-_NOTE_CONTROLS_ALLOWED = frozenset("\t\n\r")
-
-
-def _checked_note(note: str) -> str:
-    """The note trimmed, or a refusal that says what is wrong with it."""
-    note = note.strip()
-    if not note:
-        raise InvalidResolutionNote(
-            "A note is required: say what was done about this dead letter "
-            "(replayed, dismissed, fixed at the gateway) and why."
-        )
-    if len(note) > NOTE_MAX_CHARS:
-        raise InvalidResolutionNote(
-            f"The note is {len(note)} characters long; at most {NOTE_MAX_CHARS} are kept."
-        )
-    if any(char < " " and char not in _NOTE_CONTROLS_ALLOWED for char in note):
-        raise InvalidResolutionNote("The note contains control characters: type plain text.")
-    return note
 
 
 def _resolve_with_note(
     session: Session, dead_letter_id: int, note: str, actor: users_service.Actor
 ) -> DeadLetter:
-    """Resolve through the API's own service function and audit who and why with it.
-
-    The row is locked first (PostgreSQL; SQLite has one writer anyway), so
-    two operators resolving at once get one resolution and one 409.
-    """
-    checked = _checked_note(note)
-    letter = session.get(DeadLetter, dead_letter_id, with_for_update=True)
-    if letter is None:
-        raise DeadLetterNotFound(dead_letter_id)
-    if letter.resolved_at is not None:
-        raise DeadLetterAlreadyResolved(dead_letter_id, letter.resolved_at)
-    resolved = fleet_service.resolve_dead_letter(
-        session=session, dead_letter_id=dead_letter_id, at=utc_now()
+    """Resolve and audit through the service the API shares; the console requires a
+    note, and tells an operator who comes second (409) rather than answering as if
+    they had resolved it."""
+    outcome = dead_letter_resolution.resolve_and_audit(
+        session=session, dead_letter_id=dead_letter_id, actor=actor, note=note, note_required=True
     )
-    users_service.record_audit(
-        session=session,
-        actor=actor,
-        action=read_models.DEAD_LETTER_RESOLVE_ACTION,
-        target=read_models.dead_letter_audit_target(dead_letter_id),
-        details={
-            "note": checked,
-            "reason_code": resolved.reason_code,
-            "gateway_id": resolved.gateway_id,
-            "topic": resolved.topic[:200],
-        },
-    )
-    logger.info("dead letter %s resolved by %s", dead_letter_id, actor.subject)
-    return resolved
+    if not outcome.newly_resolved:
+        resolved_at = outcome.letter.resolved_at
+        assert resolved_at is not None  # not newly resolved means resolved before
+        raise DeadLetterAlreadyResolved(dead_letter_id, resolved_at)
+    return outcome.letter
 
 
 @router.get("/dead-letters")
@@ -1246,7 +1207,7 @@ def _dead_letter_page(
         status_code,
         page=detail,
         note=note,
-        note_max_chars=NOTE_MAX_CHARS,
+        note_max_chars=dead_letter_resolution.NOTE_MAX_CHARS,
         audit_target=read_models.dead_letter_audit_target(dead_letter_id),
         notice=notice,
         error=error,

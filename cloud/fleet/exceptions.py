@@ -6,7 +6,8 @@
     ├── InvalidInput
     │   ├── InvalidGatewayId
     │   ├── InvalidMeter
-    │   └── InvalidSequence
+    │   ├── InvalidSequence
+    │   └── InvalidResolutionNote
     ├── NotFound
     │   ├── GatewayNotFound
     │   ├── MeterNotFound
@@ -30,6 +31,7 @@ __all__ = [
     "GatewayNotFound",
     "InvalidGatewayId",
     "InvalidMeter",
+    "InvalidResolutionNote",
     "InvalidSequence",
     "MeterAlreadyInstalled",
     "MeterNotFound",
@@ -61,6 +63,11 @@ class InvalidSequence(InvalidInput):
     def __init__(self, sequence: int) -> None:
         super().__init__(f"uplink sequence {sequence} is outside 0 … 2**63-1")
         self.sequence = sequence
+
+
+class InvalidResolutionNote(InvalidInput):
+    """The note of a dead letter's resolution is missing (where required) or unusable:
+    blank, too long, or holding control characters. The message names the rule."""
 
 
 class GatewayNotFound(NotFound):

@@ -3,7 +3,10 @@
 Mounted under ``/api/v1``. Statistics are read over a bounded window (at most
 `MAX_STATISTICS_WINDOW`), paged, with the totals of the whole window; dead
 letters are listed without their payload and fetched one by one with it.
-Domain errors become problem+json in `cloud.core.problems`.
+Resolving goes through `cloud.fleet.dead_letter_resolution`, the service the
+console uses too, so the caller and the note are audited either way; unlike
+the console (409), a second resolve here answers the first resolution, so
+scripts may retry. Domain errors become problem+json in `cloud.core.problems`.
 """
 
 from __future__ import annotations
@@ -11,24 +14,26 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import AwareDatetime
 
-from cloud.core.authz import require
+from cloud.core.authz import Principal, require
 from cloud.core.db import unit_of_work, utc_now
 from cloud.core.deps import DbSession, JsonBody, Sessions
 from cloud.core.pagination import Page, PagingDep
-from cloud.core.problems import ProblemResponses
-from cloud.fleet import service
+from cloud.core.problems import ProblemResponses, request_id_of
+from cloud.fleet import dead_letter_resolution
 from cloud.fleet.schemas import IngestionStatisticsRead
 from cloud.ingestion import queries
 from cloud.ingestion.exceptions import InvalidWindow
 from cloud.ingestion.schemas import (
     DeadLetterRead,
+    DeadLetterResolve,
     DeadLetterSummary,
     IngestionCounters,
     IngestionStatisticsWindow,
 )
+from cloud.users.audit import Actor
 
 __all__ = ["DEFAULT_STATISTICS_WINDOW", "MAX_STATISTICS_WINDOW", "TAGS", "router"]
 
@@ -152,19 +157,40 @@ def get_dead_letter(dead_letter_id: DeadLetterId, session: DbSession) -> DeadLet
     return DeadLetterRead.model_validate(letter)
 
 
+def _actor(request: Request, principal: Principal) -> Actor:
+    return Actor(
+        subject=principal.subject,
+        user_id=principal.user_id,
+        ip=request.client.host if request.client else None,
+        request_id=request_id_of(request),
+    )
+
+
 @router.post(
     "/dead-letters/{dead_letter_id}/resolve",
     tags=["dead letters"],
     summary="Mark a dead letter resolved",
     response_model=DeadLetterRead,
-    dependencies=[require("deadletters:resolve"), JsonBody],
+    dependencies=[JsonBody],
 )
-def resolve_dead_letter(dead_letter_id: DeadLetterId, sessions: Sessions) -> DeadLetterRead:
-    """Mark it handled (replayed or dismissed). Resolving again keeps the first time."""
+def resolve_dead_letter(
+    dead_letter_id: DeadLetterId,
+    request: Request,
+    sessions: Sessions,
+    principal: Annotated[Principal, require("deadletters:resolve")],
+    body: DeadLetterResolve | None = None,
+) -> DeadLetterRead:
+    """Mark it handled (replayed or dismissed), with an optional ``note`` saying what was
+    done and why; the caller and the note go to the audit log (``dead_letter.resolve``).
+    Resolving again answers 200 with the first resolution and changes nothing, so a
+    script may retry. A note that breaks a rule (over 2,000 characters, control
+    characters) is a 422 that names the rule."""
     with unit_of_work(sessions) as session:
-        letter = queries.get_dead_letter(session=session, dead_letter_id=dead_letter_id)
-        if letter.resolved_at is None:
-            letter = service.resolve_dead_letter(
-                session=session, dead_letter_id=dead_letter_id, at=utc_now()
-            )
-        return DeadLetterRead.model_validate(letter)
+        outcome = dead_letter_resolution.resolve_and_audit(
+            session=session,
+            dead_letter_id=dead_letter_id,
+            actor=_actor(request, principal),
+            note=body.note if body else None,
+            note_required=False,
+        )
+        return DeadLetterRead.model_validate(outcome.letter)

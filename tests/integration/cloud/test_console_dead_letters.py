@@ -1,7 +1,7 @@
 """The console's dead-letter pages over HTTP: the list (newest first, paged,
 filtered by state and gateway), one letter's page with its payload readable,
 the resolve form (a required note, CSRF, audited with who and why, through
-the API's own service function), who may see and resolve, and hostile
+the service the API uses too), who may see and resolve, and hostile
 payloads shown escaped and bounded.
 
 The real app on SQLite and PostgreSQL through FastAPI's TestClient, users
@@ -173,8 +173,9 @@ def test_the_list_is_newest_first_and_filters_open_resolved_and_all(
     middle = add_letter(factory, gateway, b'{"online": "maybe"}', minutes_ago=20)
     newest = add_letter(factory, gateway, b"plain words", minutes_ago=10)
     # Resolved through the REST API (a bearer token): the console shows it, with
-    # no name or note, since the API records neither.
-    operator = make_user(factory, "operator")
+    # the token's user, whom the API audits like the console does.
+    api_email = f"api-operator-{tag()}@example.com"
+    operator = make_user(factory, "operator", api_email)
     _, secret = api_token(factory, operator, ["deadletters:resolve"])
     with logged_in(app, factory, "operator") as (client, _):
         via_api = client.post(
@@ -195,7 +196,7 @@ def test_the_list_is_newest_first_and_filters_open_resolved_and_all(
             "/console/dead-letters", params={"gateway": gateway, "state": "resolved"}
         )
         assert listed_ids(resolved) == [middle]
-        assert "(not recorded)" in resolved.text
+        assert f"by {api_email}" in resolved.text and "(not recorded)" not in resolved.text
         assert 'data-state="resolved"' in resolved.text
 
         every = client.get("/console/dead-letters", params={"gateway": gateway, "state": "all"})
