@@ -192,13 +192,7 @@ def _render(
     return response
 
 
-def _actor(request: Request, principal: Principal) -> users_service.Actor:
-    return users_service.Actor(
-        subject=principal.subject,
-        user_id=principal.user_id,
-        ip=request.client.host if request.client else None,
-        request_id=request_id_of(request),
-    )
+_actor = users_service.Actor.of_request  # who acts, for the audit log
 
 
 def _is_htmx(request: Request) -> bool:

@@ -11,7 +11,8 @@ the categories below, so a router maps a whole category to one HTTP status
     │   ├── NaiveTimestamp                 cloud.core: a datetime without a time zone
     │   ├── InvalidGatewayId               cloud.fleet
     │   ├── InvalidMeter                   cloud.fleet: protocol, ratios, Modbus unit id
-    │   └── InvalidSequence                cloud.fleet: uplink sequence out of range
+    │   ├── InvalidSequence                cloud.fleet: uplink sequence out of range
+    │   └── InvalidResolutionNote          cloud.fleet: a dead letter's resolution note
     ├── NotFound
     │   ├── GatewayNotFound                cloud.fleet
     │   ├── MeterNotFound                  cloud.fleet

@@ -21,7 +21,7 @@ from cloud.core.authz import Principal, require
 from cloud.core.db import unit_of_work, utc_now
 from cloud.core.deps import DbSession, JsonBody, Sessions
 from cloud.core.pagination import Page, PagingDep
-from cloud.core.problems import ProblemResponses, request_id_of
+from cloud.core.problems import ProblemResponses
 from cloud.fleet import dead_letter_resolution
 from cloud.fleet.schemas import IngestionStatisticsRead
 from cloud.ingestion import queries
@@ -157,13 +157,7 @@ def get_dead_letter(dead_letter_id: DeadLetterId, session: DbSession) -> DeadLet
     return DeadLetterRead.model_validate(letter)
 
 
-def _actor(request: Request, principal: Principal) -> Actor:
-    return Actor(
-        subject=principal.subject,
-        user_id=principal.user_id,
-        ip=request.client.host if request.client else None,
-        request_id=request_id_of(request),
-    )
+_actor = Actor.of_request  # who acts, for the audit log
 
 
 @router.post(

@@ -13,14 +13,20 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cloud.core.exceptions import InvalidInput
+from cloud.core.problems import request_id_of
 from cloud.users._common import check_page, clock
 from cloud.users.models import AuditEntry, User
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from cloud.core.authz import Principal
 
 __all__ = ["Actor", "list_audit", "record_audit"]
 
@@ -42,6 +48,16 @@ class Actor:
     user_id: int | None = None
     ip: str | None = None
     request_id: str | None = None
+
+    @classmethod
+    def of_request(cls, request: Request, principal: Principal) -> Actor:
+        """The request's principal, with the address and request id it came with."""
+        return cls(
+            subject=principal.subject,
+            user_id=principal.user_id,
+            ip=request.client.host if request.client else None,
+            request_id=request_id_of(request),
+        )
 
     @classmethod
     def system(cls) -> Actor:

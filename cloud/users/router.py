@@ -108,13 +108,7 @@ def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _actor(request: Request, principal: Principal) -> service.Actor:
-    return service.Actor(
-        subject=principal.subject,
-        user_id=principal.user_id,
-        ip=_ip(request),
-        request_id=request_id_of(request),
-    )
+_actor = service.Actor.of_request  # who acts, for the audit log
 
 
 def _user_id(principal: Principal) -> int:
