@@ -28,6 +28,11 @@ Strategy (paho-mqtt 2, its network loop in one thread of ours):
   replay never holds an event back and events never take a batch's place),
   and deletes each on the PUBACK of its message. The (client, mid) of every
   message in flight names either a lease or an event.
+- **Command answers are events too**: the agent commits an answer to the
+  same outbox (the buffer's `events` table, marked with its command id);
+  `publish_event` sends such a row to `cmd_result/{id}` as the answer's
+  JSON, and its PUBACK deletes it like any event's. One outbox, one window,
+  one recovery path (docs/agent.md, "Commands survive a crash").
 """
 
 from __future__ import annotations
@@ -275,15 +280,21 @@ class MqttUplink:
 
         The message is the event's fields with "gateway" and "at_ms" (when it
         happened, as buffered) first; its PUBACK comes back through
-        `take_acknowledged`.
+        `take_acknowledged`. A command's answer (`event.command_id` set) goes
+        to `cmd_result/{id}` exactly as it was stored.
         """
         if not self.state.connected:
             return False
-        fields = {key: value for key, value in event.event.items() if key != "at_ms"}
-        body = {"gateway": self.gateway_id, "at_ms": event.at_ms, **fields}
+        if event.command_id is not None:
+            topic = f"{self.topics['command_results']}/{event.command_id}"
+            payload = json.dumps(dict(event.event))
+        else:
+            fields = {key: value for key, value in event.event.items() if key != "at_ms"}
+            topic = self.topics["events"]
+            payload = json.dumps({"gateway": self.gateway_id, "at_ms": event.at_ms, **fields})
         client = self._client
         # As in publish_lease: no lock of ours around paho's publish.
-        info = client.publish(self.topics["events"], json.dumps(body), qos=1)
+        info = client.publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False
         with self._lock:
@@ -292,6 +303,8 @@ class MqttUplink:
         return True
 
     def publish_command_result(self, command_id: str, result: dict[str, Any]) -> bool:
+        """Send an answer straight away, not from the buffer: only for a command
+        the buffer could not even record (then it was not run either)."""
         if not self.state.connected:
             return False
         topic = f"{self.topics['command_results']}/{command_id}"

@@ -32,6 +32,15 @@ Guarantees (docs/buffer.md has the reasons and the measurements):
   ``"{buffer_id}:{row id}"`` — the row id is never reused and `buffer_id` is
   random, made once with the schema (table `meta`), so a new buffer file
   never repeats an old one's ids.
+- Remote commands (docs/agent.md, "Commands survive a crash"): `start_command`
+  remembers a command id (committed before the agent runs anything) and
+  tells whether it was seen before; `complete_command` commits the answer
+  and queues it in the events table (the one outbox: leased, published,
+  deleted on its PUBACK, released and resent like an event). A completed
+  id is remembered for `command_retention_s` (7 days) and among the newest
+  `max_commands` (1,000), so a redelivered command is answered again from
+  here instead of running twice; one still running when the agent died is
+  listed by `running_commands` for the agent to answer as interrupted.
 
 Errors, one root:
 
@@ -43,12 +52,13 @@ Errors, one root:
     ├── BufferCorrupt       not a buffer database, damaged, or a newer schema
     └── BufferClosed        used after `close()`
 
-Schema v4 (`_MIGRATIONS`; `schema_version` holds the version): `meters`
+Schema v5 (`_MIGRATIONS`; `schema_version` holds the version): `meters`
 (serial ↔ small id), `readings` (one row per reading; ``lease_id`` NULL when
 pending), `leases` (in flight: sequence, when), `counters` (the sequence, the
 events dropped), `drops` (per-meter drop totals), `events` (one row per
-event, its JSON body; ``leased_at_s`` NULL when pending), `meta` (the
-buffer's random id). SQLite stores no
+event, its JSON body; ``leased_at_s`` NULL when pending; ``command_id`` set
+when the row is a command's answer), `meta` (the buffer's random id),
+`commands` (the command ids taken, their answers). SQLite stores no
 NaN: a NaN value is kept as NULL and read back as NaN (its payload bits are
 not kept).
 """
@@ -66,6 +76,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Literal
@@ -84,6 +95,8 @@ from edge_agent.domain.buffer_policy import (
 from edge_agent.domain.readings import Reading
 
 __all__ = [
+    "DEFAULT_COMMAND_RETENTION_S",
+    "DEFAULT_MAX_COMMANDS",
     "DEFAULT_MAX_EVENTS",
     "SCHEMA_VERSION",
     "BufferClosed",
@@ -93,8 +106,10 @@ __all__ = [
     "BufferStats",
     "BufferStoreError",
     "BufferedEvent",
+    "CommandCounts",
     "DropReport",
     "Lease",
+    "PriorCommand",
     "SqliteBuffer",
 ]
 
@@ -119,6 +134,30 @@ class BufferCorrupt(BufferStoreError):
 
 class BufferClosed(BufferStoreError):
     """The buffer was used after `close()`."""
+
+
+@dataclass(frozen=True)
+class PriorCommand:
+    """A command id the buffer already knew (`start_command`).
+
+    `answer` is None while the command runs; else its stored answer, and
+    `requeued` tells whether it went back into the outbox (delivered, or
+    in flight) or was still pending there.
+    """
+
+    command_id: str
+    action: str
+    answer: dict[str, Any] | None
+    requeued: bool = False
+
+
+@dataclass(frozen=True)
+class CommandCounts:
+    """The commands table at a glance (the status JSON)."""
+
+    remembered: int  # answered ids kept to refuse a second run
+    running: int  # taken, not answered yet
+    answers_waiting: int  # answers in the outbox, in flight included
 
 
 # --- schema ---------------------------------------------------------------------
@@ -187,8 +226,27 @@ _V4 = (
     "INSERT INTO meta (name, value) VALUES ('buffer_id', lower(hex(randomblob(8))))",
 )
 
+# v5: a command's answer is as durable as an event (it waits in `events`, the
+# one outbox, named by its command id), and the commands taken are remembered
+# so that a command id redelivered by the broker or re-sent by the cloud never
+# runs twice. `answer` NULL: running (or interrupted by a crash).
+_V5 = (
+    "ALTER TABLE events ADD COLUMN command_id TEXT",
+    """CREATE TABLE commands (
+        command_id TEXT PRIMARY KEY,
+        action TEXT NOT NULL,
+        received_at_s REAL NOT NULL,
+        answer TEXT,
+        answered_at_s REAL
+    ) WITHOUT ROWID""",
+    # Retention, by age and by count: the newest answered first.
+    "CREATE INDEX commands_answered ON commands (answered_at_s) WHERE answer IS NOT NULL",
+    # Is a command's answer still waiting in the outbox? (a re-sent id)
+    "CREATE INDEX events_commands ON events (command_id) WHERE command_id IS NOT NULL",
+)
+
 # Migration i takes the schema from version i to i + 1; never edit a shipped one.
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _UPSERT = """
@@ -220,6 +278,13 @@ _WAL_LIMIT_BYTES = 16 * 1024 * 1024
 # The agent held at most 10,000 events in memory before they were durable;
 # at a few hundred bytes each the cap costs a few MB of disk at most.
 DEFAULT_MAX_EVENTS = 10_000
+# How long, and how many, completed command ids are remembered: the cloud
+# re-sends an unanswered command within minutes, a broker redelivers at the
+# next connection; a week covers a gateway offline over a long weekend, and
+# 1,000 answers (a few hundred bytes each, a status snapshot a few kB) keep
+# the table small whatever the cloud sends.
+DEFAULT_COMMAND_RETENTION_S = 7 * 86_400.0
+DEFAULT_MAX_COMMANDS = 1000
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -300,7 +365,10 @@ class SqliteBuffer:
         max_db_bytes: a cap on the database size (`PRAGMA max_page_count`);
             beyond it `append` raises `BufferFull` as on a full disk.
         max_events: the most events kept; beyond it the oldest pending one
-            is dropped (and counted) by `append_event`.
+            is dropped (and counted) by `append_event` (command answers
+            are not counted: they are bounded by `max_commands`).
+        command_retention_s: how long a completed command id is remembered.
+        max_commands: the most completed command ids remembered.
 
     Raises:
         BufferLocked: another process has the buffer open.
@@ -321,12 +389,18 @@ class SqliteBuffer:
         busy_timeout_s: float = 5.0,
         max_db_bytes: int | None = None,
         max_events: int = DEFAULT_MAX_EVENTS,
+        command_retention_s: float = DEFAULT_COMMAND_RETENTION_S,
+        max_commands: int = DEFAULT_MAX_COMMANDS,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         if max_readings < 1 or max_age_days <= 0 or max_events < 1:
             raise ValueError("max_readings, max_age_days and max_events must be positive")
         self.max_events = max_events
+        if command_retention_s <= 0 or max_commands < 1:
+            raise ValueError("command_retention_s and max_commands must be positive")
+        self.command_retention_s = command_retention_s
+        self.max_commands = max_commands
         self.path = Path(path)
         self.max_readings = max_readings
         self.max_age_days = max_age_days
@@ -842,13 +916,16 @@ class SqliteBuffer:
         return int(event_id)
 
     def _cap_events(self, connection: sqlite3.Connection) -> int:
-        (count,) = connection.execute("SELECT count(*) FROM events").fetchone()
+        (count,) = connection.execute(
+            "SELECT count(*) FROM events WHERE command_id IS NULL"
+        ).fetchone()
         excess = count - self.max_events
         if excess <= 0:
             return 0
         dropped = connection.execute(
             "DELETE FROM events WHERE event_id IN (SELECT event_id FROM events INDEXED BY"
-            " events_pending WHERE leased_at_s IS NULL ORDER BY event_id LIMIT ?)",
+            " events_pending WHERE leased_at_s IS NULL AND command_id IS NULL"
+            " ORDER BY event_id LIMIT ?)",
             (excess,),
         ).rowcount
         connection.execute(
@@ -885,7 +962,7 @@ class SqliteBuffer:
             rows = connection.execute(
                 "UPDATE events SET leased_at_s = ? WHERE event_id IN (SELECT event_id FROM events"
                 " INDEXED BY events_pending WHERE leased_at_s IS NULL ORDER BY event_id LIMIT ?)"
-                " RETURNING event_id, at_ms, body",
+                " RETURNING event_id, at_ms, body, command_id",
                 (now_s, max_events),
             ).fetchall()
             uow.commit()
@@ -893,8 +970,8 @@ class SqliteBuffer:
             logger.warning("buffer: %d event leases timed out, back to pending", expired)
         # RETURNING gives no order: sort by id, the order of append.
         return [
-            BufferedEvent(event_id, at_ms, json.loads(body))
-            for event_id, at_ms, body in sorted(rows)
+            BufferedEvent(event_id, at_ms, json.loads(body), command_id)
+            for event_id, at_ms, body, command_id in sorted(rows)
         ]
 
     def _events_due(self, expired_before_s: float) -> bool:
@@ -943,6 +1020,147 @@ class SqliteBuffer:
             uow.commit()
         return bool(count)
 
+    # --- commands ---------------------------------------------------------------
+
+    def start_command(self, command_id: str, action: str) -> PriorCommand | None:
+        """Take a command: remember its id, durably, before the agent runs it.
+
+        A command id seen before is not taken again. Its answer, when it has
+        one, goes back into the outbox (the cloud asked again: it did not get
+        it, or lost it) unless a copy is still pending there, to be sent
+        anyway. A copy in flight does not count: its PUBACK may be on its way
+        while the asker already had it and lost it; a second copy is harmless
+        (answers are keyed by command id).
+
+        Args:
+            command_id: the id from `cmd/{id}`.
+            action: what it asks for (kept to answer it if it is interrupted).
+
+        Returns:
+            None when the command is new (now recorded as running); else
+            what is known of it (`PriorCommand`).
+
+        Raises:
+            BufferFull: no room; nothing was recorded (do not run it).
+            BufferStoreError: any other failure; nothing was recorded.
+        """
+        now_s = self._clock()
+        with self._unit_of_work(f"taking command {command_id!r}") as uow:
+            connection = uow.connection
+            row = connection.execute(
+                "SELECT action, answer FROM commands WHERE command_id = ?", (command_id,)
+            ).fetchone()
+            if row is None:
+                connection.execute(
+                    "INSERT INTO commands (command_id, action, received_at_s) VALUES (?, ?, ?)",
+                    (command_id, action, now_s),
+                )
+                uow.commit()
+                return None
+            known_action, answer = row
+            if answer is None:
+                return PriorCommand(command_id, known_action, None)
+            waiting = connection.execute(
+                "SELECT 1 FROM events WHERE command_id = ? AND leased_at_s IS NULL", (command_id,)
+            ).fetchone()
+            if not waiting:
+                self._queue_answer(connection, command_id, answer, now_s)
+                uow.commit()
+        return PriorCommand(command_id, known_action, json.loads(answer), requeued=not waiting)
+
+    def complete_command(self, command_id: str, action: str, answer: Mapping[str, Any]) -> int:
+        """Store a command's answer and queue it for `cmd_result/{id}`, in one
+        durable transaction; forget answers beyond the retention limits.
+
+        A command that was never taken (refused before it could be) is
+        recorded here, answered.
+
+        Returns:
+            The answer's place in the outbox (an event id).
+
+        Raises:
+            ValueError: the answer is not a JSON object; nothing was stored.
+            BufferFull: no room; nothing was stored.
+            BufferStoreError: any other failure; nothing was stored.
+        """
+        if not isinstance(answer, Mapping):
+            raise ValueError(f"a command's answer must be a JSON object, not {answer!r}")
+        try:
+            body = json.dumps(dict(answer), allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the answer to command {command_id!r} is not JSON: {exc}") from exc
+        now_s = self._clock()
+        with self._unit_of_work(f"answering command {command_id!r}") as uow:
+            connection = uow.connection
+            connection.execute(
+                "INSERT INTO commands (command_id, action, received_at_s, answer, answered_at_s)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (command_id) DO UPDATE SET"
+                " answer = excluded.answer, answered_at_s = excluded.answered_at_s",
+                (command_id, action, now_s, body, now_s),
+            )
+            event_id = self._queue_answer(connection, command_id, body, now_s)
+            forgotten = self._forget_old_commands(connection, now_s)
+            uow.commit()
+        if forgotten:
+            logger.debug("buffer: %d old command ids forgotten", forgotten)
+        return event_id
+
+    def _queue_answer(
+        self, connection: sqlite3.Connection, command_id: str, body: str, now_s: float
+    ) -> int:
+        (event_id,) = connection.execute(
+            "INSERT INTO events (at_ms, body, command_id) VALUES (?, ?, ?) RETURNING event_id",
+            (round(now_s * 1000), body, command_id),
+        ).fetchone()
+        return int(event_id)
+
+    def _forget_old_commands(self, connection: sqlite3.Connection, now_s: float) -> int:
+        """Answered commands beyond the retention (age, then count); never a running one."""
+        by_age = connection.execute(
+            "DELETE FROM commands WHERE answer IS NOT NULL AND answered_at_s < ?",
+            (now_s - self.command_retention_s,),
+        ).rowcount
+        by_count = connection.execute(
+            "DELETE FROM commands WHERE answer IS NOT NULL AND command_id NOT IN"
+            " (SELECT command_id FROM commands INDEXED BY commands_answered"
+            " WHERE answer IS NOT NULL ORDER BY answered_at_s DESC LIMIT ?)",
+            (self.max_commands,),
+        ).rowcount
+        return int(by_age) + int(by_count)
+
+    def running_commands(self) -> list[tuple[str, str]]:
+        """The commands taken and not answered, as (id, action), oldest first.
+
+        Called when the agent starts, before it takes a new command: these
+        were running when the previous process died.
+        """
+        with self._unit_of_work("listing running commands") as uow:
+            rows = uow.connection.execute(
+                "SELECT command_id, action FROM commands WHERE answer IS NULL"
+                " ORDER BY received_at_s, command_id"
+            ).fetchall()
+        return [(str(command_id), str(action)) for command_id, action in rows]
+
+    def answer_waiting(self, command_id: str) -> bool:
+        """Is this command's answer still in the outbox (not acknowledged yet)?"""
+        with self._unit_of_work("looking for a command's answer") as uow:
+            row = uow.connection.execute(
+                "SELECT 1 FROM events WHERE command_id = ?", (command_id,)
+            ).fetchone()
+        return row is not None
+
+    def command_counts(self) -> CommandCounts:
+        """Remembered, running and waiting answers, for the status JSON."""
+        with self._unit_of_work("counting commands") as uow:
+            connection = uow.connection
+            (remembered, running) = connection.execute(
+                "SELECT count(answer), count(*) - count(answer) FROM commands"
+            ).fetchone()
+            (waiting,) = connection.execute(
+                "SELECT count(*) FROM events WHERE command_id IS NOT NULL"
+            ).fetchone()
+        return CommandCounts(int(remembered), int(running), int(waiting))
+
     def stats(self) -> BufferStats:
         """Depth, in flight, oldest age, size on disk and drops, for status and metrics."""
         now_s = self._clock()
@@ -956,7 +1174,9 @@ class SqliteBuffer:
             (drops_total,) = connection.execute(
                 "SELECT coalesce(sum(by_age + by_size), 0) FROM drops"
             ).fetchone()
-            (events,) = connection.execute("SELECT count(*) FROM events").fetchone()
+            (events,) = connection.execute(
+                "SELECT count(*) FROM events WHERE command_id IS NULL"
+            ).fetchone()
             (events_dropped,) = connection.execute(
                 "SELECT value FROM counters WHERE name = 'events_dropped'"
             ).fetchone()

@@ -112,12 +112,15 @@ class BufferedEvent:
     """An event held in the buffer until the PUBACK of the message that carried it.
 
     `event_id` is its place in the send order (never reused); `at_ms` when
-    it happened; `event` its JSON fields ("event" names its kind).
+    it happened; `event` its JSON fields ("event" names its kind). A command's
+    answer waits in the same outbox: then `command_id` names the command and
+    `event` is the answer, published on `cmd_result/{command_id}`.
     """
 
     event_id: int
     at_ms: int
     event: Mapping[str, Any]
+    command_id: str | None = None
 
 
 class ReadingBuffer(Protocol):

@@ -25,6 +25,13 @@ Commands (`cmd/{id}`, JSON `{"action": …}`), answered on `cmd_result/{id}`:
 snapshot), `restart` (exit with code 75 so systemd restarts the service);
 `reread_profile`, `clock_check`, `clock_sync` and `apply_config` are
 edge_agent/service/commands.py's (answered later, from a bus thread or their own).
+Commands are as durable as events: the command id is committed to the
+buffer in paho's thread, before the message is acknowledged to the broker
+(a crash before that commit gets the command redelivered); an id seen
+before is not run again (its stored answer is sent again); the answer is
+committed to the buffer's outbox and deleted on its PUBACK; a command that
+was running when the agent died is answered `commands.INTERRUPTED` at the
+next start, not run again.
 
 DLMS and optical meters (edge_agent/service/dlms_tasks.py) are bus-worker
 tasks like ModbusTask; their load profile is caught up every cycle from the
@@ -35,8 +42,8 @@ marks file beside the buffer, and their event logs become `last_gasp`,
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
-import json
 import logging
 import threading
 import time
@@ -49,7 +56,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent.adapters.modbus_reader import ModbusMeterReader
 from edge_agent.adapters.mqtt_uplink import MqttUplink, UplinkPump
-from edge_agent.adapters.sqlite_buffer import BufferFull, BufferStoreError, SqliteBuffer
+from edge_agent.adapters.sqlite_buffer import (
+    BufferFull,
+    BufferStoreError,
+    PriorCommand,
+    SqliteBuffer,
+)
 from edge_agent.config import (
     AgentConfig,
     BusConfig,
@@ -98,6 +110,25 @@ FULL_DISK_ROOM_READINGS = 1000
 # the agent's CPU (bench agent).
 PUMP_BUSY_S = 0.02
 PUMP_IDLE_S = 0.5
+# `restart` exits once its answer has its PUBACK, or after this long (the
+# answer is in the buffer either way: it goes out after the restart).
+RESTART_ANSWER_WAIT_S = 5.0
+KNOWN_ACTIONS = frozenset({"read_now", "status", "restart", "apply_config"}) | (
+    commands.METER_ACTIONS
+)
+MAX_LOGGED_ID = 40  # a refused id may be huge: log its start only
+
+
+@dataclass
+class CommandStats:
+    """What the status JSON reports of the commands since the start."""
+
+    received: int = 0  # messages on cmd/{id}
+    run: int = 0  # commands started (a new id, a valid command)
+    refused: int = 0  # bad ids, too big, not JSON, unknown actions, bad arguments
+    duplicates: int = 0  # ids seen before: answered again, not run
+    interrupted: int = 0  # running when the previous process died
+    not_recorded: int = 0  # the buffer could not record them: refused, not run
 
 
 class MeterTask(Protocol):
@@ -329,7 +360,8 @@ class Agent:
         self.marks = MeterMarks(
             config.buffer.path.with_name(f"{config.buffer.path.stem}.marks.json")
         )
-        self._results: deque[tuple[str, dict[str, Any]]] = deque()
+        self.command_stats = CommandStats()
+        self._restart_after: tuple[str, float] | None = None  # (command id, deadline)
         # Simulated time (config `simulation:`, demos and tests only): the
         # schedule and the agent's own timestamps follow the simulated meters.
         simulation = config.simulation
@@ -342,7 +374,10 @@ class Agent:
         self._bus_threads: list[threading.Thread] = []
         self._workers_lock = threading.Lock()  # apply_config against stop
         self._threads: list[threading.Thread] = []
-        self._commands: deque[tuple[str, bytes]] = deque(maxlen=100)
+        # Commands to run, each already recorded in the buffer: unbounded, as
+        # dropping one would leave it unanswered (each is at most 1 MiB, and the
+        # broker's ACL lets only the cloud publish them).
+        self._commands: deque[tuple[str, dict[str, Any]]] = deque()
 
     # -- building ----------------------------------------------------------
 
@@ -470,33 +505,44 @@ class Agent:
         A full disk drops the oldest readings (the buffer's policy, reported
         as a `buffer_overflow` event after this one) rather than the event.
         """
+        stored = self._durably(
+            f"{event.get('event')} event", lambda: self.buffer.append_event(event, at_ms)
+        )
+        return stored is not None
+
+    def _durably(self, what: str, write: Callable[[], Any]) -> Any:
+        """Run a buffer write; on a full disk drop the oldest readings and try
+        once more. Returns what `write` returned, or None when it failed
+        (logged). Wakes the pump: the write queued something to send."""
         try:
-            self.buffer.append_event(event, at_ms)
+            result = write()
             self._pump_wake.set()
-            return True
+            return result
         except BufferFull:
             pass
         except (BufferStoreError, ValueError) as exc:  # ValueError: not JSON (a bug of ours)
-            log.error("%s event not stored: %s", event.get("event"), exc)
-            return False
+            log.error("%s not stored: %s", what, exc)
+            return None
         try:  # outside the handler above, so that its own failure is caught here
             report = self.buffer.make_room(FULL_DISK_ROOM_READINGS)
         except BufferStoreError as exc:  # a disk so full that even a DELETE fails
-            log.error("%s event not stored, no room can be made: %s", event["event"], exc)
-            return False
+            log.error("%s not stored, no room can be made: %s", what, exc)
+            return None
         try:
-            self.buffer.append_event(event, at_ms)
+            result = write()
         except BufferStoreError as exc:  # everything buffered is in flight
-            log.error("%s event not stored, the buffer is full: %s", event["event"], exc)
-            return False
+            log.error("%s not stored, the buffer is full: %s", what, exc)
+            return None
         finally:
             self._report_drops(report)
-        return True
+        self._pump_wake.set()
+        return result
 
     # -- running -----------------------------------------------------------------
 
     def start(self) -> None:
         self._event("gateway_started", version=self.version)
+        self._answer_interrupted_commands()  # before any new command can come in
         self.uplink.start()
         self._start_workers()
         self._spawn("pump", self._pump_loop)
@@ -575,6 +621,7 @@ class Agent:
                 last_limits = time.monotonic()
                 self._enforce_limits()
         self._run_commands()
+        self._restart_when_answered()
         return last_limits
 
     def _enforce_limits(self) -> None:
@@ -627,32 +674,123 @@ class Agent:
     # -- commands ------------------------------------------------------------
 
     def _on_command(self, command_id: str, payload: bytes) -> None:
-        self._commands.append((command_id, payload))  # run in the pump thread
-        self._pump_wake.set()
+        """A `cmd/{id}` message (paho's thread): record it, then queue it for the pump.
+
+        Paho acknowledges the message to the broker when this returns, so the
+        command id is committed first: a crash before the commit gets the
+        command redelivered, a crash after it gets it answered as interrupted.
+        """
+        self.command_stats.received += 1
+        try:
+            self._take_command(command_id, payload)
+        except Exception:  # a bug of ours must not end the MQTT connection
+            log.exception("command %r: handling failed", command_id[:MAX_LOGGED_ID])
+
+    def _take_command(self, command_id: str, payload: bytes) -> None:
+        problem = commands.command_id_problem(command_id)
+        if problem:  # cannot be a key in the buffer: answered from memory, not run
+            self.command_stats.refused += 1
+            log.warning("command %r refused: %s", command_id[:MAX_LOGGED_ID], problem)
+            self.uplink.publish_command_result(command_id, {"ok": False, "error": problem})
+            return
+        command, problem = commands.parse_command(payload)
+        action = str(command["action"]) if command else ""
+        # In a tuple: start_command's None (a new command) is not _durably's None (failed).
+        recorded = self._durably(
+            f"command {command_id}", lambda: (self.buffer.start_command(command_id, action),)
+        )
+        if recorded is None:  # not recorded, so not run: running it could run it twice
+            self.command_stats.not_recorded += 1
+            self.uplink.publish_command_result(
+                command_id,
+                {
+                    "ok": False,
+                    "action": action or None,
+                    "error": "not run: the agent's buffer could not record the command",
+                },
+            )
+            return
+        (known,) = recorded
+        if known is not None:
+            self._duplicate(known)
+        elif command is None:
+            self.command_stats.refused += 1
+            log.warning("command %s refused: %s", command_id, problem)
+            self.complete_command(command_id, {"ok": False, "action": None, "error": problem})
+        else:
+            self._commands.append((command_id, command))  # run in the pump thread
+            self._pump_wake.set()
+
+    def _duplicate(self, known: PriorCommand) -> None:
+        self.command_stats.duplicates += 1
+        if known.answer is None:
+            log.warning(
+                "command %s (%s) received again while running", known.command_id, known.action
+            )
+        elif known.requeued:
+            log.warning(
+                "command %s (%s) received again: its answer is sent again, the "
+                "command is not run again",
+                known.command_id,
+                known.action,
+            )
+        else:
+            log.info(
+                "command %s (%s) received again: its answer is about to be sent",
+                known.command_id,
+                known.action,
+            )
 
     def _run_commands(self) -> None:
-        self._send_results()
         while self._commands:
-            command_id, payload = self._commands.popleft()
+            command_id, command = self._commands.popleft()
+            action = command["action"]
+            self.command_stats.run += 1
+            if action not in KNOWN_ACTIONS:
+                self.command_stats.refused += 1
             try:
-                command = json.loads(payload)
                 result = self._command(command, command_id)
-            except (ValueError, TypeError, KeyError) as exc:
-                result = {"ok": False, "error": f"bad command: {exc}"}
+            except (ValueError, TypeError, KeyError) as exc:  # a bad argument
+                self.command_stats.refused += 1
+                result = {"ok": False, "action": action, "error": f"bad command: {exc}"}
+            except Exception as exc:  # a bug of ours: answered, never left running
+                log.exception("command %s (%s) failed", command_id, action)
+                result = {"ok": False, "action": action, "error": f"internal error: {exc}"}
             if result is not None:  # None: answered later, by complete_command
-                self.uplink.publish_command_result(command_id, result)
-
-    def _send_results(self) -> None:
-        while self._results and self.uplink.state.connected:
-            command_id, result = self._results[0]
-            if not self.uplink.publish_command_result(command_id, result):
-                return
-            self._results.popleft()
+                self.complete_command(command_id, result)
 
     def complete_command(self, command_id: str, result: dict[str, Any]) -> None:
-        """Answer a command that ran elsewhere (a bus thread, apply_config's thread)."""
-        self._results.append((command_id, result))
-        self._pump_wake.set()
+        """Answer a command (from any thread): commit the answer to the buffer's
+        outbox (the pump sends it to cmd_result/{id}, deleted on its PUBACK)."""
+        action = str(result.get("action") or "")
+        stored = self._durably(
+            f"answer to command {command_id}",
+            lambda: self.buffer.complete_command(command_id, action, result),
+        )
+        if stored is None:  # not durable, but the cloud should still hear of it
+            self.uplink.publish_command_result(command_id, result)
+
+    def _answer_interrupted_commands(self) -> None:
+        """Answer the commands the previous process was running when it died."""
+        for command_id, action in self.buffer.running_commands():
+            log.warning(
+                "command %s (%s) was interrupted by the restart: answered as failed, not run again",
+                command_id,
+                action,
+            )
+            self.command_stats.interrupted += 1
+            self.complete_command(
+                command_id, {"ok": False, "action": action, "error": commands.INTERRUPTED}
+            )
+
+    def _restart_when_answered(self) -> None:
+        """After `restart`: stop once its answer has its PUBACK (or after a while)."""
+        if self._restart_after is None:
+            return
+        command_id, deadline = self._restart_after
+        if time.monotonic() > deadline or not self.buffer.answer_waiting(command_id):
+            self._restart_after = None
+            self.stop_event.set()
 
     def find_dlms_task(
         self, serial: str
@@ -721,11 +859,20 @@ class Agent:
             return {"ok": True, "action": action, "status": self.snapshot()}
         if action == "restart":
             self.exit_code = EXIT_RESTART
-            self.stop_event.set()
+            self._restart_after = (command_id, time.monotonic() + RESTART_ANSWER_WAIT_S)
             return {"ok": True, "action": action}
         return {"ok": False, "action": action, "error": f"unknown action {action!r}"}
 
     # -- health ------------------------------------------------------------------
+
+    def _command_snapshot(self) -> dict[str, Any]:
+        counts = self.buffer.command_counts()
+        return {
+            **dataclasses.asdict(self.command_stats),
+            "remembered": counts.remembered,
+            "running": counts.running,
+            "answers_waiting": counts.answers_waiting,
+        }
 
     def _birth_fields(self) -> dict[str, Any]:
         return {"buffer_depth": self.buffer.stats().depth}
@@ -762,6 +909,7 @@ class Agent:
                 "events": stats.events,
                 "events_dropped": stats.events_dropped,
             },
+            "commands": self._command_snapshot(),
             "buses": [worker.snapshot() for worker in self.workers],
             "meters": [
                 {

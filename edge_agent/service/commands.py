@@ -12,6 +12,13 @@ The agent's command loop (the pump thread) answers `read_now`, `status` and
 Each answers through `CommandHost.complete_command` → `cmd_result/{id}`.
 Arguments are checked before anything is queued: a bad one is answered at
 once with `ok: false` and the reason.
+
+Before any of this, `parse_command` turns the message into a command or a
+clear refusal (too big, not JSON, not an object, no action), and the agent
+records the command id in its buffer: an id seen before is never run again,
+and a command that was running when the agent died is answered with
+`INTERRUPTED` after the restart, not run again (docs/agent.md, "Commands
+survive a crash").
 """
 
 from __future__ import annotations
@@ -35,9 +42,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METER_ACTIONS", "CommandHost", "apply_config", "meter_command"]
+__all__ = [
+    "INTERRUPTED",
+    "MAX_COMMAND_BYTES",
+    "MAX_COMMAND_ID_CHARS",
+    "METER_ACTIONS",
+    "CommandHost",
+    "apply_config",
+    "command_id_problem",
+    "meter_command",
+    "parse_command",
+]
 
 METER_ACTIONS = frozenset({"reread_profile", "clock_check", "clock_sync"})
+# A whole agent config for a few hundred meters is tens of kB; a megabyte is
+# far beyond any real command and still cheap to refuse.
+MAX_COMMAND_BYTES = 1024 * 1024
+# The id becomes a topic level and the buffer's key: short, as the cloud makes them.
+MAX_COMMAND_ID_CHARS = 128
+# The answer to a command that was running when the agent died. Not run again:
+# it may have been done in part (a clock SET sent, a config file written),
+# and running it once more blindly could be worse than not at all.
+INTERRUPTED = (
+    "interrupted by agent restart: the agent stopped while this command ran; it may "
+    "have been done in part and was not run again (check with clock_check or status, "
+    "then send a new command)"
+)
 DEFAULT_SYNC_THRESHOLD_S = 10.0
 MAX_REREAD = dt.timedelta(days=400)
 Result = dict[str, Any]
@@ -57,12 +87,51 @@ class CommandHost(Protocol):
         ...
 
     def complete_command(self, command_id: str, result: Result) -> None:
-        """Answer on cmd_result/{id} (from any thread)."""
+        """Commit the answer to the buffer, sent on cmd_result/{id} (from any thread)."""
         ...
 
     def apply_new_config(self, config: AgentConfig, text: str) -> Result:
         """Write the file atomically and restart the bus workers; roll back on failure."""
         ...
+
+
+# --- the message -------------------------------------------------------------------------
+
+
+def command_id_problem(command_id: str) -> str:
+    """Why a command id is refused ("" when it is fine)."""
+    if not command_id:
+        return "bad command: empty command id"
+    if len(command_id) > MAX_COMMAND_ID_CHARS:
+        return f"bad command: the id has more than {MAX_COMMAND_ID_CHARS} characters"
+    return ""
+
+
+def parse_command(payload: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The command in a `cmd/{id}` message, or why it is refused.
+
+    Returns:
+        (the command, "") or (None, the reason, starting "bad command:").
+    """
+    if len(payload) > MAX_COMMAND_BYTES:
+        return None, (
+            f"bad command: {len(payload)} bytes, more than the {MAX_COMMAND_BYTES} "
+            "a command may have"
+        )
+    try:  # UTF-8 only (RFC 8259 §8.1): json.loads would guess UTF-16 from a BOM
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "bad command: not UTF-8 text"
+    try:
+        command = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return None, f"bad command: not JSON ({exc})"
+    if not isinstance(command, dict):
+        return None, f"bad command: a JSON object is needed, not {type(command).__name__}"
+    action = command.get("action")
+    if not isinstance(action, str) or not action:
+        return None, "bad command: 'action' (a string) is required"
+    return command, ""
 
 
 # --- meter commands ---------------------------------------------------------------------

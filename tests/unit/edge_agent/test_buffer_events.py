@@ -198,7 +198,7 @@ def test_a_v2_buffer_is_migrated_and_keeps_its_readings(tmp_path: Path, clock: C
         body = connection.execute("SELECT body FROM events").fetchone()[0]
     finally:
         connection.close()
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION == 5
     assert without_id(json.loads(body)) == comm_lost("M1")
 
 
