@@ -48,6 +48,7 @@ from typing import Any, Literal, Protocol
 from gurux_dlms import GXByteBuffer, GXDLMSClient, GXReplyData  # type: ignore[import-untyped]
 from gurux_dlms.enums import (  # type: ignore[import-untyped]
     Authentication,
+    Command,
     InterfaceType,
     Security,
 )
@@ -245,6 +246,8 @@ class DlmsSession:
         self.timeout_s = timeout_s
         self.security: SecurityStrategy = security or NoSecurity()
         self.requests = 0
+        self.late_answers = 0  # answers to an earlier request, skipped (see _exchange)
+        self._last_timed_out = False
         self.fast_profile = fast_profile
         self.link_statistics = DlmsLinkStatistics()
         self._client_address = client_address
@@ -284,7 +287,7 @@ class DlmsSession:
             reply = self._transfer(self.client.snrmRequest(), "SNRM")
             self.client.parseUAResponse(reply.data)
             self._hdlc_connected = True
-        reply = self._transfer(self.client.aarqRequest(), "AARQ")
+        reply = self._transfer(self.client.aarqRequest(), "AARQ", expect=Command.AARE)
         try:
             self.client.parseAareResponse(reply.data)
         except Exception as exc:  # gurux raises GXDLMSException (and others) here
@@ -299,54 +302,76 @@ class DlmsSession:
         self.security.after_association(self)
 
     def close(self) -> None:
-        """RLRQ and DISC; a meter that does not answer them is left to its inactivity timer."""
+        """RLRQ and DISC, each waited for as long as any answer: a slow meter's
+        late RLRE would otherwise reach the next session. A meter that stopped
+        answering is not asked: it is left to its inactivity timer."""
         try:
             if self.connected:
                 self.connected = False
                 release = self.client.releaseRequest()
-                if release:
-                    self._transfer(release, "RLRQ", timeout_s=min(self.timeout_s, 1.0))
+                if release and not self._last_timed_out:
+                    self._transfer(release, "RLRQ", expect=Command.RELEASE_RESPONSE)
             if self._hdlc_connected:
                 self._hdlc_connected = False
-                self._transfer(
-                    self.client.disconnectRequest(), "DISC", timeout_s=min(self.timeout_s, 1.0)
-                )
+                if not self._last_timed_out:
+                    self._transfer(self.client.disconnectRequest(), "DISC")
         except (DlmsError, LinkError) as exc:
             log.debug("%s: release: %s", self.name, exc)
 
-    def _exchange(self, frame: Any, reply: Any, what: str, timeout_s: float) -> None:
+    def _exchange(
+        self, frame: Any, reply: Any, what: str, timeout_s: float, expect: int | None
+    ) -> None:
+        """Send one frame and read until gurux has the whole answer.
+
+        `expect` (a gurux Command) skips complete answers of another kind: on
+        the TCP wrapper nothing else tells a late answer to an earlier request
+        (a slow meter's RLRE after we stopped waiting) from the one we want.
+        """
         data = bytes(frame)
         log.debug("%s -> %s", self.name, data.hex(" "))
         self.pipe.write(data)
         self.requests += 1
+        self._last_timed_out = False
         buffer = GXByteBuffer()
         deadline = time.monotonic() + timeout_s
         while True:
+            if buffer.available() and self._complete(buffer, reply, what):
+                if expect is None or reply.command == expect:
+                    return
+                self.late_answers += 1
+                log.info(
+                    "%s: skipped a late answer (%s) waiting for %s", self.name, reply.command, what
+                )
+                reply.clear()
+                buffer.trim()
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                self._last_timed_out = True
                 raise DlmsTimeout(
                     self.name, f"no (complete) answer to {what} within {timeout_s:g} s"
                 )
             chunk = self.pipe.read(4096, remaining)
-            if not chunk:
-                continue
-            log.debug("%s <- %s", self.name, chunk.hex(" "))
-            buffer.set(chunk)
-            try:
-                if self.client.getData(buffer, reply):
-                    return
-            except Exception as exc:  # gurux: ValueError, GXDLMSException on a bad answer
-                raise DataAccessError(self.name, f"unreadable answer to {what}: {exc}") from exc
+            if chunk:
+                log.debug("%s <- %s", self.name, chunk.hex(" "))
+                buffer.set(chunk)
 
-    def _transfer(self, frames: Any, what: str, timeout_s: float | None = None) -> Any:
+    def _complete(self, buffer: Any, reply: Any, what: str) -> bool:
+        try:
+            return bool(self.client.getData(buffer, reply))
+        except Exception as exc:  # gurux: ValueError, GXDLMSException on a bad answer
+            raise DataAccessError(self.name, f"unreadable answer to {what}: {exc}") from exc
+
+    def _transfer(
+        self, frames: Any, what: str, timeout_s: float | None = None, expect: int | None = None
+    ) -> Any:
         reply = GXReplyData()
+        wait_s = timeout_s or self.timeout_s
         for frame in frames if isinstance(frames, list) else [frames]:
             reply.clear()
-            self._exchange(frame, reply, what, timeout_s or self.timeout_s)
+            self._exchange(frame, reply, what, wait_s, expect)
             while reply.isMoreData():
-                self._exchange(
-                    self.client.receiverReady(reply), reply, what, timeout_s or self.timeout_s
-                )
+                self._exchange(self.client.receiverReady(reply), reply, what, wait_s, None)
             if reply.error:
                 raise DataAccessError(
                     self.name, f"{what} refused: data-access-result {reply.error}", reply.error
@@ -426,7 +451,7 @@ class DlmsSession:
                 statistics=self.link_statistics,
             )
             try:
-                return dlms_link.get(link, request, what)
+                return self._fast_exchange(link, request, what)
             finally:
                 self.requests += self.link_statistics.frames_sent - sent_before
         settings = self.client.settings
@@ -443,11 +468,22 @@ class DlmsSession:
             statistics=self.link_statistics,
         )
         try:
-            return dlms_link.get(link, request, what)
+            return self._fast_exchange(link, request, what)
         finally:
             # gurux frames the next request: it must continue our numbering.
             _sequence_to_gurux(settings, sequence)
             self.requests += self.link_statistics.frames_sent - sent_before
+
+    def _fast_exchange(
+        self, link: dlms_link.ApduLink, request: apdu.GetRequestNormal, what: str
+    ) -> bytes | dlms_link.Unhandled:
+        try:
+            answer = dlms_link.get(link, request, what)
+        except DlmsTimeout:
+            self._last_timed_out = True  # close() then does not wait on a silent meter
+            raise
+        self._last_timed_out = False
+        return answer
 
 
 def _sequence_from_gurux(settings: Any) -> HdlcSequence:

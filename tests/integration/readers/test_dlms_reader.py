@@ -252,3 +252,42 @@ def test_hdlc_at_9600_with_line_timing() -> None:
     finally:
         line.close()
         bus.stop_sync()
+
+
+def test_a_slow_meter_is_read_session_after_session(loop: BackgroundLoop) -> None:
+    # Answers 1.2 s late, inside the 3 s timeout: the release must be waited
+    # for, or its RLRE reaches the next session as the answer to its AARQ.
+    server = DlmsTcpMeter(make_meter())
+    loop.run(server.start())
+    server.meter.faults.slow_s = 1.2
+    tcp = TcpLink(server.host, server.port)
+    try:
+        for _ in range(2):
+            with session_for(tcp, interface="wrapper", password=PASSWORD, name="slow") as session:
+                clock = DlmsMeterReader("slow").read_clock(session)
+                assert clock.timestamp() == pytest.approx(NOW_S, abs=1)
+                assert session.late_answers == 0
+    finally:
+        tcp.close()
+        loop.run(server.stop())
+
+
+def test_a_late_answer_is_not_taken_for_the_next_association(loop: BackgroundLoop) -> None:
+    server = DlmsTcpMeter(make_meter())
+    loop.run(server.start())
+    server.meter.faults.slow_s = 0.6
+    tcp = TcpLink(server.host, server.port)
+    try:
+        impatient = session_for(tcp, interface="wrapper", password=PASSWORD, name="first")
+        impatient.open()
+        # A client that gave up on the RLRE (another tool on the same port,
+        # or a session that ended on its timeout): the RLRE comes later.
+        with pytest.raises(DlmsTimeout):
+            impatient._transfer(impatient.client.releaseRequest(), "RLRQ", timeout_s=0.2)
+        with session_for(tcp, interface="wrapper", password=PASSWORD, name="next") as session:
+            assert session.late_answers == 1
+            clock = DlmsMeterReader("next").read_clock(session)
+            assert clock.timestamp() == pytest.approx(NOW_S, abs=1)
+    finally:
+        tcp.close()
+        loop.run(server.stop())
