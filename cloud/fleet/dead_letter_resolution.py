@@ -2,8 +2,9 @@
 
 Strategy: `resolve_and_audit` checks the note, locks the letter's row
 (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite has one writer anyway),
-marks it resolved through `cloud.fleet.service.resolve_dead_letter` and, in
-the caller's transaction, appends the audit entry `DEAD_LETTER_RESOLVE_ACTION`
+marks it resolved with one conditional UPDATE (``… WHERE resolved_at IS
+NULL``: on SQLite two requests may both have read it as open, and the write
+decides) and, in the caller's transaction, appends the audit entry `DEAD_LETTER_RESOLVE_ACTION`
 on target ``dead_letter:<id>`` with the note, reason code, gateway and topic.
 The dead-letter table has no "who" or "note" columns: the console reads them
 back from that entry (`cloud.console.read_models`), so every way of
@@ -27,11 +28,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from cloud.core.db import utc_now
 from cloud.fleet.exceptions import DeadLetterNotFound, InvalidResolutionNote
-from cloud.fleet.service import resolve_dead_letter
 from cloud.ingestion.models import DeadLetter
 from cloud.users.audit import Actor, record_audit
 
@@ -139,7 +140,18 @@ def resolve_and_audit(
     if letter.resolved_at is not None:
         return ResolveOutcome(letter=letter, newly_resolved=False)
     when = at or utc_now()
-    resolved = resolve_dead_letter(session=session, dead_letter_id=dead_letter_id, at=when)
+    # The write itself decides who resolves: SQLite ignores FOR UPDATE, so two
+    # requests can both have read the letter as open; only one UPDATE matches.
+    claimed = session.execute(
+        update(DeadLetter)
+        .where(DeadLetter.id == dead_letter_id, DeadLetter.resolved_at.is_(None))
+        .values(resolved_at=when)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(letter)
+    if claimed.rowcount == 0:
+        return ResolveOutcome(letter=letter, newly_resolved=False)
+    resolved = letter
     record_audit(
         session=session,
         actor=actor,

@@ -40,7 +40,6 @@ from sqlalchemy.orm import Session
 from cloud.core.db import constraint_violation, utc_now
 from cloud.core.exceptions import InvalidInput, NaiveTimestamp
 from cloud.fleet.exceptions import (
-    DeadLetterNotFound,
     GatewayAlreadyExists,
     GatewayDecommissioned,
     GatewayHasMeters,
@@ -76,7 +75,6 @@ __all__ = [
     "register_gateway",
     "register_meter",
     "remove_meter",
-    "resolve_dead_letter",
     "rotate_broker_password",
     "verify_broker_password",
 ]
@@ -823,18 +821,3 @@ def list_dead_letters(
         query = query.where(DeadLetter.resolved_at.is_(None))
     query = query.order_by(DeadLetter.received_at.desc(), DeadLetter.id.desc())
     return list(session.scalars(query.limit(max(0, limit)).offset(max(0, offset))))
-
-
-def resolve_dead_letter(*, session: Session, dead_letter_id: int, at: datetime) -> DeadLetter:
-    """Mark a dead letter handled (replayed or dismissed).
-
-    Raises:
-        DeadLetterNotFound: no such dead letter.
-    """
-    _aware(at, "at")
-    letter = session.get(DeadLetter, dead_letter_id)
-    if letter is None:
-        raise DeadLetterNotFound(dead_letter_id)
-    letter.resolved_at = at
-    session.flush()
-    return letter

@@ -33,6 +33,7 @@ from cloud.core.db import (
 )
 from cloud.core.exceptions import InvalidInput, NaiveTimestamp
 from cloud.fleet import service
+from cloud.fleet.dead_letter_resolution import resolve_and_audit
 from cloud.fleet.exceptions import (
     DeadLetterNotFound,
     GatewayAlreadyExists,
@@ -48,6 +49,7 @@ from cloud.fleet.exceptions import (
 from cloud.fleet.models import Gateway, GatewayStatusEvent, Meter
 from cloud.fleet.schemas import DeadLetterRead, GatewayRead, MeterRead
 from cloud.ingestion.models import DeadLetter, IngestionStatistics
+from cloud.users.audit import Actor
 
 pytestmark = pytest.mark.integration
 
@@ -819,13 +821,22 @@ def test_dead_letters_list_filter_cap_and_resolve(session: Session, unique: Uniq
     assert [letter.reason for letter in page] == ["CRC mismatch #3", "CRC mismatch #2"]
     every = service.list_dead_letters(session=session, gateway_id=gateway_id)
     assert len(every) == 5
-    service.resolve_dead_letter(session=session, dead_letter_id=every[0].id, at=T0)
+    resolve_and_audit(
+        session=session,
+        dead_letter_id=every[0].id,
+        actor=Actor.system(),
+        note=None,
+        note_required=False,
+        at=T0,
+    )
     unresolved = service.list_dead_letters(
         session=session, gateway_id=gateway_id, unresolved_only=True
     )
     assert len(unresolved) == 4
     with pytest.raises(DeadLetterNotFound):
-        service.resolve_dead_letter(session=session, dead_letter_id=-1, at=T0)
+        resolve_and_audit(
+            session=session, dead_letter_id=-1, actor=Actor.system(), note=None, note_required=False
+        )
     with pytest.raises(InvalidInput):
         service.add_dead_letter(
             session=session, topic="t", payload=b"", reason_code="bad code!", reason="x"

@@ -16,8 +16,9 @@ through FastAPI's TestClient; letters are stored with
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -29,16 +30,19 @@ from markupsafe import escape
 from sqlalchemy import Engine, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.core.db import unit_of_work, utc_now
+from cloud.core.db import Base, make_engine, session_factory, unit_of_work, utc_now
+from cloud.fleet import dead_letter_resolution
 from cloud.fleet import service as fleet_service
 from cloud.fleet.dead_letter_resolution import (
     DEAD_LETTER_RESOLVE_ACTION,
     NOTE_MAX_CHARS,
     check_resolution_note,
+    resolve_and_audit,
 )
 from cloud.fleet.exceptions import InvalidResolutionNote
 from cloud.ingestion.models import DeadLetter
 from cloud.timeseries import TimeSeriesStore
+from cloud.users.audit import Actor
 from cloud.users.models import AuditEntry
 from tests.integration.cloud.auth_world import (
     api_token,
@@ -323,3 +327,43 @@ def test_open_letters_have_a_partial_index_on_both_databases(engine: Engine, bac
     where = index.get("dialect_options", {}).get(f"{backend}_where")
     assert where is not None
     assert re.sub(r"[()\s]", "", str(where)).lower() == "resolved_atisnull"
+
+
+def test_two_resolves_at_once_give_one_resolution_and_one_audit_entry(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Embedded SQLite ignores FOR UPDATE: both requests read the letter as open
+    # (the barrier holds each one after its read), and the write must decide.
+    path = tmp_path_factory.mktemp("race") / "operations.sqlite"
+    engine = make_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    factory = session_factory(engine)
+    letter_id = add_letter(factory)
+    both_read = threading.Barrier(2)
+
+    def now_once_both_have_read() -> datetime:
+        both_read.wait(10)
+        return utc_now()
+
+    monkeypatch.setattr(dead_letter_resolution, "utc_now", now_once_both_have_read)
+    outcomes: list[bool] = []
+
+    def request(who: str) -> None:
+        with unit_of_work(factory) as session:
+            outcome = resolve_and_audit(
+                session=session,
+                dead_letter_id=letter_id,
+                actor=Actor(subject=who),
+                note=who,
+                note_required=True,
+            )
+            outcomes.append(outcome.newly_resolved)
+
+    threads = [threading.Thread(target=request, args=(who,)) for who in ("alice", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == [False, True]
+    assert len(audit_of(factory, letter_id)) == 1
+    engine.dispose()
