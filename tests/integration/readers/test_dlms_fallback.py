@@ -30,40 +30,34 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from edge_agent.adapters.dlms_reader import DlmsMeterReader, DlmsSession, session_for
+from edge_agent.adapters.dlms_reader import DlmsMeterReader, session_for
 from firmware_bridge.dlms_link import LLC_REQUEST
 from firmware_bridge.exceptions import DataAccessError
-from firmware_bridge.links import BytePipe, SerialLink, TcpLink
+from firmware_bridge.links import BytePipe, TcpLink
 from simulators.clock import SimClock
 from simulators.dlms import DlmsMeter
-from simulators.dlms_links import DlmsTcpMeter, HdlcSerialBus
 from simulators.faults import PROFILE_ANSWERS, MeterFaults
 from simulators.fleet import Fleet, load_fleet
 from simulators.runtime import BackgroundLoop
+from tests.integration.readers.conftest import SessionFactory
 from tests.integration.readers.test_dlms_fast_profile import (
-    CLIENT_PDU_SIZE,
     LAST_ROW_S,
     QUARTER_S,
     assert_matches_meter,
 )
 from tests.integration.readers.test_dlms_reader import (
     NOW_S,
-    PASSWORD,
-    PHYSICAL,
     REGISTERS,
-    make_meter,
     utc,
 )
 
 pytestmark = pytest.mark.integration
 
-SessionFactory = Callable[..., AbstractContextManager[DlmsSession]]
 READER_LOG = "edge_agent.adapters.dlms_reader"
 SIM = Path(sys.executable).parent / "voltstack-sim"
 DLMS_FLEET_YAML = """\
@@ -77,73 +71,6 @@ gateways:
           - {model: generic-dlms, count: 1, first_unit: 17}
 """
 GET_NEXT = b"\xc0\x02"  # GET-Request-Next (Green Book §9.5)
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[BackgroundLoop]:
-    with BackgroundLoop() as background:
-        yield background
-
-
-@pytest.fixture(params=["hdlc", "wrapper"])
-def meter_and_sessions(
-    request: pytest.FixtureRequest, loop: BackgroundLoop
-) -> Iterator[tuple[DlmsMeter, SessionFactory]]:
-    """A simulated meter and a factory of fast-path sessions with it."""
-    meter = make_meter()
-    if request.param == "hdlc":
-        bus = HdlcSerialBus([meter], timing=False)
-        bus.start_sync()
-
-        @contextmanager
-        def hdlc_session(
-            fast_profile: bool = True, wrap: Callable[[BytePipe], BytePipe] = lambda p: p
-        ) -> Iterator[DlmsSession]:
-            line = SerialLink(bus.port)
-            try:
-                with session_for(
-                    wrap(line),
-                    interface="hdlc",
-                    physical_address=PHYSICAL,
-                    password=PASSWORD,
-                    name=meter.serial,
-                    fast_profile=fast_profile,
-                    max_receive_pdu_size=CLIENT_PDU_SIZE,
-                ) as session:
-                    yield session
-            finally:
-                line.close()
-
-        try:
-            yield meter, hdlc_session
-        finally:
-            bus.stop_sync()
-        return
-    server = DlmsTcpMeter(meter)
-    loop.run(server.start())
-
-    @contextmanager
-    def wrapper_session(
-        fast_profile: bool = True, wrap: Callable[[BytePipe], BytePipe] = lambda p: p
-    ) -> Iterator[DlmsSession]:
-        tcp = TcpLink(server.host, server.port)
-        try:
-            with session_for(
-                wrap(tcp),
-                interface="wrapper",
-                password=PASSWORD,
-                name=meter.serial,
-                fast_profile=fast_profile,
-                max_receive_pdu_size=CLIENT_PDU_SIZE,
-            ) as session:
-                yield session
-        finally:
-            tcp.close()
-
-    try:
-        yield meter, wrapper_session
-    finally:
-        loop.run(server.stop())
 
 
 @pytest.mark.parametrize("rows", [24, 192])

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,33 +19,9 @@ from edge_agent.adapters.sqlite_buffer import (
     SqliteBuffer,
 )
 from edge_agent.domain.readings import Reading
+from tests.unit.edge_agent.buffer_world import NOW_MS, NOW_S, Clock, open_buffer
 
-NOW_S = 1_800_000_000.0
-NOW_MS = int(NOW_S * 1000)
 SYNCED = {"ok": True, "action": "clock_sync", "meter": "M1", "synced": True, "offset_s": 120.1}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = NOW_S
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-def open_buffer(path: Path, clock: Clock, **options: Any) -> SqliteBuffer:
-    return SqliteBuffer(path, max_readings=1000, max_age_days=35, clock=clock, **options)
-
-
-@pytest.fixture
-def buffer(tmp_path: Path, clock: Clock) -> Iterator[SqliteBuffer]:
-    with open_buffer(tmp_path / "buffer.sqlite", clock) as opened:
-        yield opened
 
 
 def test_a_command_is_taken_once_and_its_answer_waits_for_its_puback(

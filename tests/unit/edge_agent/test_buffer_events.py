@@ -7,7 +7,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +14,7 @@ import pytest
 
 from edge_agent.adapters.sqlite_buffer import _MIGRATIONS, SCHEMA_VERSION, SqliteBuffer
 from edge_agent.domain.readings import Reading
-
-NOW_S = 1_800_000_000.0
-NOW_MS = int(NOW_S * 1000)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now_s = NOW_S
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-def open_buffer(path: Path, clock: Clock, **options: Any) -> SqliteBuffer:
-    return SqliteBuffer(path, max_readings=1000, max_age_days=35, clock=clock, **options)
-
-
-@pytest.fixture
-def buffer(tmp_path: Path, clock: Clock) -> Iterator[SqliteBuffer]:
-    with open_buffer(tmp_path / "buffer.sqlite", clock) as opened:
-        yield opened
+from tests.unit.edge_agent.buffer_world import NOW_MS, NOW_S, Clock, open_buffer
 
 
 def comm_lost(meter: str) -> dict[str, Any]:
