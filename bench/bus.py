@@ -20,6 +20,7 @@ our cycle uses at least 85 % of the line's capacity.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import time
 from collections import defaultdict
@@ -148,12 +149,18 @@ def run() -> None:
     ours_end, bus_end = context.Pipe()
     server = context.Process(target=_serve_bus, args=(epoch_s, bus_end), name="simulated-bus")
     server.start()
+    bus_end.close()  # ours is gone from this process: a dead child is EOF, not a hang
     try:
+        if not ours_end.poll(60):
+            raise RuntimeError("the simulated bus did not start within 60 s")
         port, capacity = ours_end.recv()
         results = _measure(port, _meters(epoch_s))
     finally:
-        ours_end.send("stop")
+        with contextlib.suppress(OSError):
+            ours_end.send("stop")
         server.join(timeout=30)
+        if server.is_alive():
+            server.terminate()
     _report(results, capacity)
 
 
