@@ -129,6 +129,21 @@ class CommandStats:
     duplicates: int = 0  # ids seen before: answered again, not run
     interrupted: int = 0  # running when the previous process died
     not_recorded: int = 0  # the buffer could not record them: refused, not run
+    not_started: int = 0  # queued when the agent stopped: answered, not run
+    # paho's thread and the pump both count: `+=` on an attribute is not atomic.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, counter: str) -> None:
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + 1)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self)
+                if not f.name.startswith("_")
+            }
 
 
 class MeterTask(Protocol):
@@ -650,8 +665,23 @@ class Agent:
             self._stop_workers(timeout_s=10)
         for thread in self._threads:
             thread.join(timeout=10)
+        self._answer_unstarted_commands()
         self.uplink.stop()
         self.buffer.close()
+
+    def _answer_unstarted_commands(self) -> None:
+        """Commands still queued at stop never ran: say so (sent after the
+        restart), rather than let the next start call them interrupted."""
+        while self._commands:
+            command_id, command = self._commands.popleft()
+            self.command_stats.add("not_started")
+            log.warning(
+                "command %s (%s) not run: the agent is stopping", command_id, command["action"]
+            )
+            self.complete_command(
+                command_id,
+                {"ok": False, "action": command["action"], "error": commands.NOT_STARTED},
+            )
 
     def healthy(self) -> bool:
         """Every worker thread alive: what the systemd watchdog vouches for."""
@@ -680,7 +710,7 @@ class Agent:
         command id is committed first: a crash before the commit gets the
         command redelivered, a crash after it gets it answered as interrupted.
         """
-        self.command_stats.received += 1
+        self.command_stats.add("received")
         try:
             self._take_command(command_id, payload)
         except Exception:  # a bug of ours must not end the MQTT connection
@@ -689,7 +719,7 @@ class Agent:
     def _take_command(self, command_id: str, payload: bytes) -> None:
         problem = commands.command_id_problem(command_id)
         if problem:  # cannot be a key in the buffer: answered from memory, not run
-            self.command_stats.refused += 1
+            self.command_stats.add("refused")
             log.warning("command %r refused: %s", command_id[:MAX_LOGGED_ID], problem)
             self.uplink.publish_command_result(command_id, {"ok": False, "error": problem})
             return
@@ -700,7 +730,7 @@ class Agent:
             f"command {command_id}", lambda: (self.buffer.start_command(command_id, action),)
         )
         if recorded is None:  # not recorded, so not run: running it could run it twice
-            self.command_stats.not_recorded += 1
+            self.command_stats.add("not_recorded")
             self.uplink.publish_command_result(
                 command_id,
                 {
@@ -714,7 +744,7 @@ class Agent:
         if known is not None:
             self._duplicate(known)
         elif command is None:
-            self.command_stats.refused += 1
+            self.command_stats.add("refused")
             log.warning("command %s refused: %s", command_id, problem)
             self.complete_command(command_id, {"ok": False, "action": None, "error": problem})
         else:
@@ -722,7 +752,7 @@ class Agent:
             self._pump_wake.set()
 
     def _duplicate(self, known: PriorCommand) -> None:
-        self.command_stats.duplicates += 1
+        self.command_stats.add("duplicates")
         if known.answer is None:
             log.warning(
                 "command %s (%s) received again while running", known.command_id, known.action
@@ -745,17 +775,16 @@ class Agent:
         while self._commands:
             command_id, command = self._commands.popleft()
             action = command["action"]
-            self.command_stats.run += 1
-            if action not in KNOWN_ACTIONS:
-                self.command_stats.refused += 1
+            outcome = "run" if action in KNOWN_ACTIONS else "refused"
             try:
                 result = self._command(command, command_id)
             except (ValueError, TypeError, KeyError) as exc:  # a bad argument
-                self.command_stats.refused += 1
+                outcome = "refused"
                 result = {"ok": False, "action": action, "error": f"bad command: {exc}"}
             except Exception as exc:  # a bug of ours: answered, never left running
                 log.exception("command %s (%s) failed", command_id, action)
                 result = {"ok": False, "action": action, "error": f"internal error: {exc}"}
+            self.command_stats.add(outcome)
             if result is not None:  # None: answered later, by complete_command
                 self.complete_command(command_id, result)
 
@@ -778,7 +807,7 @@ class Agent:
                 command_id,
                 action,
             )
-            self.command_stats.interrupted += 1
+            self.command_stats.add("interrupted")
             self.complete_command(
                 command_id, {"ok": False, "action": action, "error": commands.INTERRUPTED}
             )
@@ -868,7 +897,7 @@ class Agent:
     def _command_snapshot(self) -> dict[str, Any]:
         counts = self.buffer.command_counts()
         return {
-            **dataclasses.asdict(self.command_stats),
+            **self.command_stats.snapshot(),
             "remembered": counts.remembered,
             "running": counts.running,
             "answers_waiting": counts.answers_waiting,

@@ -64,10 +64,11 @@ MAX_COMMAND_ID_CHARS = 128
 # it may have been done in part (a clock SET sent, a config file written),
 # and running it once more blindly could be worse than not at all.
 INTERRUPTED = (
-    "interrupted by agent restart: the agent stopped while this command ran; it may "
-    "have been done in part and was not run again (check with clock_check or status, "
-    "then send a new command)"
+    "interrupted by agent restart: the agent stopped while this command ran, or its "
+    "answer could not be stored; it may have been done in part and was not run again "
+    "(check with clock_check or status, then send a new command)"
 )
+NOT_STARTED = "not run: the agent stopped before it started; send it again (a new id)"
 DEFAULT_SYNC_THRESHOLD_S = 10.0
 MAX_REREAD = dt.timedelta(days=400)
 Result = dict[str, Any]
