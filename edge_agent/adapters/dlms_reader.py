@@ -302,19 +302,21 @@ class DlmsSession:
         self.security.after_association(self)
 
     def close(self) -> None:
-        """RLRQ and DISC, each waited for as long as any answer: a slow meter's
-        late RLRE would otherwise reach the next session. A meter that stopped
-        answering is not asked: it is left to its inactivity timer."""
+        """RLRQ and DISC. A meter that answered everything so far is waited for
+        as long as any answer: a slow meter's late RLRE would otherwise reach
+        the next session. After a timeout the meter gets 1 s each, as it may
+        be gone (a late answer is then skipped by the next AARQ); the release
+        is still sent, so a meter that is only slow frees its association."""
+        wait_s = min(self.timeout_s, 1.0) if self._last_timed_out else self.timeout_s
         try:
             if self.connected:
                 self.connected = False
                 release = self.client.releaseRequest()
-                if release and not self._last_timed_out:
-                    self._transfer(release, "RLRQ", expect=Command.RELEASE_RESPONSE)
+                if release:
+                    self._transfer(release, "RLRQ", wait_s, expect=Command.RELEASE_RESPONSE)
             if self._hdlc_connected:
                 self._hdlc_connected = False
-                if not self._last_timed_out:
-                    self._transfer(self.client.disconnectRequest(), "DISC")
+                self._transfer(self.client.disconnectRequest(), "DISC", wait_s)
         except (DlmsError, LinkError) as exc:
             log.debug("%s: release: %s", self.name, exc)
 
@@ -480,7 +482,7 @@ class DlmsSession:
         try:
             answer = dlms_link.get(link, request, what)
         except DlmsTimeout:
-            self._last_timed_out = True  # close() then does not wait on a silent meter
+            self._last_timed_out = True  # close() then waits briefly for a silent meter
             raise
         self._last_timed_out = False
         return answer
