@@ -320,6 +320,16 @@ class DlmsSession:
         except (DlmsError, LinkError) as exc:
             log.debug("%s: release: %s", self.name, exc)
 
+    def end_session_left_open(self) -> bool:
+        """DISC for an HDLC session that another process left open (it died in
+        it): True when the meter answered (UA, or DM if none was open)."""
+        try:
+            self._transfer(self.client.disconnectRequest(True), "DISC", min(self.timeout_s, 1.0))
+        except (DlmsError, LinkError) as exc:
+            log.debug("%s: DISC of a session left open: %s", self.name, exc)
+            return False
+        return True
+
     def _exchange(
         self, frame: Any, reply: Any, what: str, timeout_s: float, expect: int | None
     ) -> None:

@@ -131,10 +131,14 @@ class SessionFactory:
         self, line: DlmsLine, interface: str, optical: OpticalSettings | None = None
     ) -> None:
         self.line, self.interface, self.optical = line, interface, optical
+        self._mode_e_format: tuple[int, int, str, int] | None = None  # the last agreed
 
     def __call__(self, meter: MeterConfig, password: str | None) -> DlmsSession:
-        if self.optical is not None:
-            sign_on(self.line.link, self.optical)  # the port is at the agreed speed, 8N1
+        if self.optical is not None:  # the port ends at the agreed speed, 8N1
+            self._enter_mode_e(self.optical, lambda: self._session(meter, password))
+        return self._session(meter, password)
+
+    def _session(self, meter: MeterConfig, password: str | None) -> DlmsSession:
         timeout_s = (
             meter.timeout_ms / 1000
             if "timeout_ms" in meter.model_fields_set
@@ -150,6 +154,32 @@ class SessionFactory:
             timeout_s=timeout_s,
             name=meter.serial,
         )
+
+    def _enter_mode_e(self, optical: OpticalSettings, session: Callable[[], DlmsSession]) -> None:
+        try:
+            result = sign_on(self.line.link, optical)
+        except OpticalTimeout:
+            # Silence at 300 Bd: a session left open (an agent killed in it)
+            # keeps the meter in HDLC until its inactivity timer, minutes
+            # (120 s is usual). End it with a DISC at the mode E speed and
+            # sign on again.
+            if not self._end_session_left_open(optical, session()):
+                raise
+            result = sign_on(self.line.link, optical)
+        self._mode_e_format = result.line_format
+
+    def _end_session_left_open(self, optical: OpticalSettings, stale: DlmsSession) -> bool:
+        # After a restart the agreed speed is unknown: the cap, or mode E's usual 9600 Bd.
+        line_format = self._mode_e_format or (optical.max_baud or 9600, 8, "N", 1)
+        self.line.link.set_format(*line_format)
+        ended = stale.end_session_left_open()
+        if ended:
+            log.warning(
+                "meter %s: ended a DLMS session left open on the optical port (DISC at %d Bd)",
+                stale.name,
+                line_format[0],
+            )
+        return ended
 
 
 def _ms(moment: dt.datetime) -> int:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from edge_agent.adapters.dlms_reader import DlmsMeterReader, session_for
 from edge_agent.adapters.optical_reader import OpticalMeterReader
+from edge_agent.config import MeterConfig
+from edge_agent.service.dlms_tasks import DlmsLine, SessionFactory
 from fastcodec import iec62056_21 as iec
 from firmware_bridge.exceptions import ReadoutChecksumError
 from firmware_bridge.links import BytePipe
@@ -133,3 +136,24 @@ def test_the_handshake_at_line_rate() -> None:
     finally:
         link.close()
         port.stop_sync()
+
+
+def test_a_session_left_open_by_a_dead_agent_is_ended_at_once(probe: OpticalPort) -> None:
+    # An agent killed inside a mode E session leaves the meter in HDLC at
+    # 9600 Bd: it ignores the 300 Bd sign-on until its inactivity timer
+    # (120 s here, as on real meters). The next session ends it with a DISC.
+    link = open_optical_port(probe.port)
+    try:
+        sign_on(link, OpticalSettings(mode="E", **FAST))
+        dead = session_for(link, interface="hdlc", password=PASSWORD)
+        dead.open()  # and never closed: its process died
+        settings = OpticalSettings(mode="E", response_timeout_s=0.5, **FAST)
+        sessions = SessionFactory(DlmsLine(link), "hdlc", optical=settings)
+        meter = MeterConfig(serial=probe.meter.serial, profile="generic-dlms", password=PASSWORD)
+        started = time.monotonic()
+        with sessions(meter, PASSWORD) as session:
+            read = DlmsMeterReader(probe.meter.serial).read_registers(session, ["1-0:2.8.0"])
+        assert time.monotonic() - started < 30  # not the meter's 120 s
+        assert read.readings[0].value == probe.meter.presented_values(NOW_S)["1-0:2.8.0"]
+    finally:
+        link.close()
