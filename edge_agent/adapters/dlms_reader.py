@@ -453,6 +453,8 @@ class DlmsSession:
     def _fast_get(self, request: apdu.GetRequestNormal, what: str) -> bytes | dlms_link.Unhandled:
         link: dlms_link.ApduLink
         sent_before = self.link_statistics.frames_sent
+        settings = self.client.settings
+        sequence: HdlcSequence | None = None
         if self.interface == "wrapper":
             link = dlms_link.WrapperApduLink(
                 self.pipe,
@@ -462,38 +464,28 @@ class DlmsSession:
                 name=self.name,
                 statistics=self.link_statistics,
             )
-            try:
-                return self._fast_exchange(link, request, what)
-            finally:
-                self.requests += self.link_statistics.frames_sent - sent_before
-        settings = self.client.settings
-        sequence = _sequence_from_gurux(settings)
-        link = dlms_link.HdlcApduLink(
-            self.pipe,
-            client_address=self._client_address,
-            server_address=self._server_address,
-            server_address_length=self._server_address_size,
-            sequence=sequence,
-            max_info_transmit=settings.hdlc.maxInfoTX,
-            timeout_s=self.timeout_s,
-            name=self.name,
-            statistics=self.link_statistics,
-        )
-        try:
-            return self._fast_exchange(link, request, what)
-        finally:
-            # gurux frames the next request: it must continue our numbering.
-            _sequence_to_gurux(settings, sequence)
-            self.requests += self.link_statistics.frames_sent - sent_before
-
-    def _fast_exchange(
-        self, link: dlms_link.ApduLink, request: apdu.GetRequestNormal, what: str
-    ) -> bytes | dlms_link.Unhandled:
+        else:
+            sequence = _sequence_from_gurux(settings)
+            link = dlms_link.HdlcApduLink(
+                self.pipe,
+                client_address=self._client_address,
+                server_address=self._server_address,
+                server_address_length=self._server_address_size,
+                sequence=sequence,
+                max_info_transmit=settings.hdlc.maxInfoTX,
+                timeout_s=self.timeout_s,
+                name=self.name,
+                statistics=self.link_statistics,
+            )
         try:
             answer = dlms_link.get(link, request, what)
         except DlmsTimeout:
             self._last_timed_out = True  # close() then waits briefly for a silent meter
             raise
+        finally:
+            if sequence is not None:  # gurux frames the next request: it continues our numbering
+                _sequence_to_gurux(settings, sequence)
+            self.requests += self.link_statistics.frames_sent - sent_before
         self._last_timed_out = False
         return answer
 
