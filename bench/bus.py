@@ -60,6 +60,9 @@ class Share:
         self.readers += 1
 
 
+Cycle = tuple[float, dict[str, Share]]  # wall time, each model's share
+
+
 def _meters(epoch_s: float) -> list[ModbusMeter]:
     clock = SimClock()
     meters = []
@@ -92,10 +95,11 @@ def _physical_minimum_s(reader: ModbusMeterReader, character_s: float) -> float:
     )
 
 
-def _cycle(bus: ModbusBus, readers: list[ModbusMeterReader]) -> dict[str, Share]:
-    """Read every meter once; what each model put on the line."""
+def _cycle(bus: ModbusBus, readers: list[ModbusMeterReader]) -> Cycle:
+    """Read every meter once: the cycle's wall time, and what each model put on the line."""
     shares: dict[str, Share] = defaultdict(Share)
     character_s = bus.link.character_time_s
+    cycle_started = time.monotonic()
     for reader in readers:
         bytes_before = bus.statistics.bytes_in + bus.statistics.bytes_out
         started = time.monotonic()
@@ -107,7 +111,7 @@ def _cycle(bus: ModbusBus, readers: list[ModbusMeterReader]) -> dict[str, Share]
         shares[reader.profile.id].add(
             elapsed, wire, len(result.readings), _physical_minimum_s(reader, character_s)
         )
-    return shares
+    return time.monotonic() - cycle_started, shares
 
 
 def _readers(bus: ModbusBus, meters: list[ModbusMeter], *, naive: bool) -> list[ModbusMeterReader]:
@@ -123,14 +127,17 @@ def _readers(bus: ModbusBus, meters: list[ModbusMeter], *, naive: bool) -> list[
     return readers
 
 
-def _total(shares: dict[str, Share]) -> Share:
+def _total(cycle: Cycle) -> Share:
+    """The whole cycle; its time is the wall time, gaps between meters included."""
+    wall_s, shares = cycle
     total = Share()
     for share in shares.values():
-        total.add(share.seconds, share.wire_bytes, share.values, share.minimum_s)
+        total.add(0.0, share.wire_bytes, share.values, share.minimum_s)
+    total.seconds = wall_s
     return total
 
 
-def _measure(port: str, meters: list[ModbusMeter]) -> dict[str, dict[str, Share]]:
+def _measure(port: str, meters: list[ModbusMeter]) -> dict[str, Cycle]:
     link = SerialLink(port, baudrate=9600, parity="E")
     try:
         bus = ModbusBus(link)
@@ -164,14 +171,14 @@ def run() -> None:
     _report(results, capacity)
 
 
-def _report(results: dict[str, dict[str, Share]], capacity: float) -> None:
+def _report(results: dict[str, Cycle], capacity: float) -> None:
     print(
         f"bus: {METERS} meters (SDM630, SDM120, EM24), 9600 8E1, "
         f"capacity {capacity:.1f} bytes/s; simulated meters in their own process"
     )
     ours_s = _total(results["planned (ours)"]).seconds
-    for name, shares in results.items():
-        total = _total(shares)
+    for name, cycle in results.items():
+        total = _total(cycle)
         rate = total.wire_bytes / total.seconds
         print(
             f"{name:<24} cycle {total.seconds:7.2f} s  {total.wire_bytes:6d} B  {rate:6.1f} B/s = "
@@ -179,7 +186,7 @@ def _report(results: dict[str, dict[str, Share]], capacity: float) -> None:
             f"{total.seconds / ours_s:5.2f}x our cycle time  physical minimum "
             f"{total.minimum_s:6.2f} s ({total.minimum_s / total.seconds:5.1%} of it reached)"
         )
-    for model, share in sorted(results["planned (ours)"].items()):
+    for model, share in sorted(results["planned (ours)"][1].items()):
         ceiling = share.wire_bytes / share.minimum_s / capacity
         print(
             f"  ours, {model:<20} x{share.readers:<3} {share.values // share.readers:3d} values"
