@@ -192,6 +192,23 @@ def gateway_factory() -> Iterator[Callable[..., Gateway]]:
         stop_agent(gateway.process)
 
 
+@pytest.fixture
+def online(
+    meters: Meters,
+    mosquitto: MosquittoServer,
+    gateway_factory: Callable[..., Gateway],
+    tmp_path: Path,
+) -> Iterator[tuple[Gateway, Cloud]]:
+    """A running agent on the shared broker, and the cloud side that talks to it."""
+    gateway = gateway_factory(meters, mosquitto, tmp_path)
+    cloud = Cloud(mosquitto)
+    try:
+        cloud.wait_online()
+        yield gateway, cloud
+    finally:
+        cloud.close()
+
+
 def test_an_answer_whose_puback_never_came_arrives_once_after_kill_9(
     meters: Meters,
     broker: MosquittoServer,
@@ -245,128 +262,104 @@ def test_an_answer_whose_puback_never_came_arrives_once_after_kill_9(
 
 
 def test_a_command_running_when_the_agent_dies_is_answered_as_interrupted(
-    meters: Meters,
-    mosquitto: MosquittoServer,
-    gateway_factory: Callable[..., Gateway],
-    tmp_path: Path,
+    meters: Meters, online: tuple[Gateway, Cloud]
 ) -> None:
-    gateway = gateway_factory(meters, mosquitto, tmp_path)
-    cloud = Cloud(mosquitto)
-    cloud.wait_online()
-    try:
-        assert cloud.ask({"action": "status"})["ok"] is True
-        meter = meters.tcp[0].meter
-        meter.clock_offset_s = 120.0
-        meter.faults.slow_s = SLOW_ANSWER_S
-        command_id = "clock-sync-1"
-        cloud.send(
-            command_id,
-            json.dumps({"action": "clock_sync", "meter": meter.serial, "threshold_s": 10}).encode(),
-        )
-        wait_until(lambda: running_in_buffer(gateway.buffer_path, command_id), "command taken")
-        kill(gateway.process)
-        offset_at_kill = meter.clock_offset_s
-        meter.faults.slow_s = 0.0
-        assert cloud.copies_of(command_id) == []
+    gateway, cloud = online
+    assert cloud.ask({"action": "status"})["ok"] is True
+    meter = meters.tcp[0].meter
+    meter.clock_offset_s = 120.0
+    meter.faults.slow_s = SLOW_ANSWER_S
+    command_id = "clock-sync-1"
+    cloud.send(
+        command_id,
+        json.dumps({"action": "clock_sync", "meter": meter.serial, "threshold_s": 10}).encode(),
+    )
+    wait_until(lambda: running_in_buffer(gateway.buffer_path, command_id), "command taken")
+    kill(gateway.process)
+    offset_at_kill = meter.clock_offset_s
+    meter.faults.slow_s = 0.0
+    assert cloud.copies_of(command_id) == []
 
-        gateway.process = start_agent(gateway.path)
-        answer = cloud.answer(command_id)
-        assert answer == {"ok": False, "action": "clock_sync", "error": INTERRUPTED}
-        assert "interrupted by agent restart" in answer["error"]
-        status = cloud.ask({"action": "status"})["status"]
-        assert status["commands"]["interrupted"] == 1
-        assert status["commands"]["running"] == 1  # the status command itself
-        # Not run again: the meter's clock is where the kill left it.
-        assert meter.clock_offset_s == offset_at_kill
-        assert len(cloud.copies_of(command_id)) == 1
-        # Asked again, the same (failed) answer: the cloud decides, with a new id.
-        cloud.send(command_id, b'{"action": "clock_sync", "meter": "x"}')
-        assert cloud.answer(command_id, copies=2) == answer
-        assert meter.clock_offset_s == offset_at_kill
-    finally:
-        cloud.close()
+    gateway.process = start_agent(gateway.path)
+    answer = cloud.answer(command_id)
+    assert answer == {"ok": False, "action": "clock_sync", "error": INTERRUPTED}
+    assert "interrupted by agent restart" in answer["error"]
+    status = cloud.ask({"action": "status"})["status"]
+    assert status["commands"]["interrupted"] == 1
+    assert status["commands"]["running"] == 1  # the status command itself
+    # Not run again: the meter's clock is where the kill left it.
+    assert meter.clock_offset_s == offset_at_kill
+    assert len(cloud.copies_of(command_id)) == 1
+    # Asked again, the same (failed) answer: the cloud decides, with a new id.
+    cloud.send(command_id, b'{"action": "clock_sync", "meter": "x"}')
+    assert cloud.answer(command_id, copies=2) == answer
+    assert meter.clock_offset_s == offset_at_kill
 
 
 def test_a_command_id_sent_again_is_answered_again_and_not_run_again(
-    meters: Meters,
-    mosquitto: MosquittoServer,
-    gateway_factory: Callable[..., Gateway],
-    tmp_path: Path,
+    meters: Meters, online: tuple[Gateway, Cloud]
 ) -> None:
-    gateway = gateway_factory(meters, mosquitto, tmp_path)
-    cloud = Cloud(mosquitto)
-    cloud.wait_online()
-    try:
-        meter = meters.tcp[1].meter
-        meter.clock_offset_s = 120.0  # two minutes fast
-        command_id = "clock-sync-2"
-        payload = json.dumps({"action": "clock_sync", "meter": meter.serial, "threshold_s": 10})
-        cloud.send(command_id, payload.encode())
-        first = cloud.answer(command_id)
-        assert first["ok"] is True and first["synced"] is True, first
-        assert abs(meter.clock_offset_s) < 5  # set once
+    gateway, cloud = online
+    meter = meters.tcp[1].meter
+    meter.clock_offset_s = 120.0  # two minutes fast
+    command_id = "clock-sync-2"
+    payload = json.dumps({"action": "clock_sync", "meter": meter.serial, "threshold_s": 10})
+    cloud.send(command_id, payload.encode())
+    first = cloud.answer(command_id)
+    assert first["ok"] is True and first["synced"] is True, first
+    assert abs(meter.clock_offset_s) < 5  # set once
 
-        meter.clock_offset_s = 120.0  # drifted again: a second run would set it again
-        cloud.send(command_id, payload.encode())  # a redelivery, or the cloud re-sending
-        assert cloud.answer(command_id, copies=2) == first
-        assert meter.clock_offset_s == 120.0  # not run again
+    meter.clock_offset_s = 120.0  # drifted again: a second run would set it again
+    cloud.send(command_id, payload.encode())  # a redelivery, or the cloud re-sending
+    assert cloud.answer(command_id, copies=2) == first
+    assert meter.clock_offset_s == 120.0  # not run again
 
-        gateway.restart()  # remembered across a restart (the buffer keeps the ids)
-        cloud.send(command_id, payload.encode())
-        assert cloud.answer(command_id, copies=3) == first
-        assert meter.clock_offset_s == 120.0
-        counts = cloud.ask({"action": "status"})["status"]["commands"]
-        assert counts["duplicates"] == 1 and counts["remembered"] >= 1, counts
+    gateway.restart()  # remembered across a restart (the buffer keeps the ids)
+    cloud.send(command_id, payload.encode())
+    assert cloud.answer(command_id, copies=3) == first
+    assert meter.clock_offset_s == 120.0
+    counts = cloud.ask({"action": "status"})["status"]["commands"]
+    assert counts["duplicates"] == 1 and counts["remembered"] >= 1, counts
 
-        # A new id is a new command: it runs.
-        again = cloud.ask({"action": "clock_sync", "meter": meter.serial, "threshold_s": 10})
-        assert again["synced"] is True and abs(meter.clock_offset_s) < 5
-    finally:
-        cloud.close()
+    # A new id is a new command: it runs.
+    again = cloud.ask({"action": "clock_sync", "meter": meter.serial, "threshold_s": 10})
+    assert again["synced"] is True and abs(meter.clock_offset_s) < 5
 
 
 def test_bad_commands_are_answered_with_their_reason_counted_and_the_agent_goes_on(
-    meters: Meters,
-    mosquitto: MosquittoServer,
-    gateway_factory: Callable[..., Gateway],
-    tmp_path: Path,
+    meters: Meters, online: tuple[Gateway, Cloud]
 ) -> None:
-    gateway = gateway_factory(meters, mosquitto, tmp_path)
-    cloud = Cloud(mosquitto)
-    cloud.wait_online()
-    try:
-        assert cloud.ask({"action": "status"})["ok"] is True
-        huge = json.dumps({"action": "apply_config", "config": "x" * 2 * MAX_COMMAND_BYTES})
-        bad: dict[str, tuple[bytes, str]] = {
-            "not-json": (b"{action: status", "bad command: not JSON"),
-            "not-utf8": (b"\xff\xfe{}", "bad command: not UTF-8"),
-            "a-list": (b'["status"]', "bad command: a JSON object is needed, not list"),
-            "no-action": (b'{"meter": "x"}', "bad command: 'action' (a string) is required"),
-            "unknown": (b'{"action": "format_disk"}', "unknown action 'format_disk'"),
-            "bad-arg": (
-                json.dumps(
-                    {"action": "clock_sync", "meter": meters.tcp[0].meter.serial, "threshold_s": -1}
-                ).encode(),
-                "bad command: 'threshold_s' must be a number of seconds >= 0",
-            ),
-            "huge": (huge.encode(), f"more than the {MAX_COMMAND_BYTES} a command may have"),
-            "x" * 200: (b'{"action": "status"}', "the id has more than 128 characters"),
-        }
-        for command_id, (payload, _) in bad.items():
-            cloud.send(command_id, payload)
-        for command_id, (_, reason) in bad.items():
-            answer = cloud.answer(command_id)
-            assert answer["ok"] is False and reason in answer["error"], (command_id, answer)
-        status = cloud.ask({"action": "status"})["status"]
-        assert status["running"] is True
-        assert status["commands"]["refused"] == len(bad), status["commands"]
-        # Still working: a meter command runs, and readings keep coming.
-        check = cloud.ask({"action": "clock_check", "meter": meters.tcp[0].meter.serial})
-        assert check["ok"] is True, check
-        cloud.got = set()
-        serial = meters.tcp[0].meter.serial
-        cloud.collect_until(lambda got: any(r[0] == serial for r in got), 60)
-        assert any(r[0] == serial for r in cloud.got)
-        assert gateway.alive()
-    finally:
-        cloud.close()
+    gateway, cloud = online
+    assert cloud.ask({"action": "status"})["ok"] is True
+    huge = json.dumps({"action": "apply_config", "config": "x" * 2 * MAX_COMMAND_BYTES})
+    bad: dict[str, tuple[bytes, str]] = {
+        "not-json": (b"{action: status", "bad command: not JSON"),
+        "not-utf8": (b"\xff\xfe{}", "bad command: not UTF-8"),
+        "a-list": (b'["status"]', "bad command: a JSON object is needed, not list"),
+        "no-action": (b'{"meter": "x"}', "bad command: 'action' (a string) is required"),
+        "unknown": (b'{"action": "format_disk"}', "unknown action 'format_disk'"),
+        "bad-arg": (
+            json.dumps(
+                {"action": "clock_sync", "meter": meters.tcp[0].meter.serial, "threshold_s": -1}
+            ).encode(),
+            "bad command: 'threshold_s' must be a number of seconds >= 0",
+        ),
+        "huge": (huge.encode(), f"more than the {MAX_COMMAND_BYTES} a command may have"),
+        "x" * 200: (b'{"action": "status"}', "the id has more than 128 characters"),
+    }
+    for command_id, (payload, _) in bad.items():
+        cloud.send(command_id, payload)
+    for command_id, (_, reason) in bad.items():
+        answer = cloud.answer(command_id)
+        assert answer["ok"] is False and reason in answer["error"], (command_id, answer)
+    status = cloud.ask({"action": "status"})["status"]
+    assert status["running"] is True
+    assert status["commands"]["refused"] == len(bad), status["commands"]
+    # Still working: a meter command runs, and readings keep coming.
+    check = cloud.ask({"action": "clock_check", "meter": meters.tcp[0].meter.serial})
+    assert check["ok"] is True, check
+    cloud.got = set()
+    serial = meters.tcp[0].meter.serial
+    cloud.collect_until(lambda got: any(r[0] == serial for r in got), 60)
+    assert any(r[0] == serial for r in cloud.got)
+    assert gateway.alive()

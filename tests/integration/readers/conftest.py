@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from functools import partial
+from typing import Any
 
 import pytest
 
@@ -24,62 +26,53 @@ def loop() -> Iterator[BackgroundLoop]:
         yield background
 
 
+def _sessions(
+    meter: DlmsMeter, open_line: Callable[[], BytePipe], **address: Any
+) -> SessionFactory:
+    """Sessions with `meter`, each on a line of its own (pipe wrapper, fast or not)."""
+
+    @contextmanager
+    def session(
+        fast_profile: bool = True, wrap: Callable[[BytePipe], BytePipe] = lambda p: p
+    ) -> Iterator[DlmsSession]:
+        line = open_line()
+        try:
+            with session_for(
+                wrap(line),
+                password=PASSWORD,
+                name=meter.serial,
+                fast_profile=fast_profile,
+                max_receive_pdu_size=CLIENT_PDU_SIZE,
+                **address,
+            ) as opened:
+                yield opened
+        finally:
+            line.close()
+
+    return session
+
+
 @pytest.fixture(params=["hdlc", "wrapper"])
 def meter_and_sessions(
     request: pytest.FixtureRequest, loop: BackgroundLoop
 ) -> Iterator[tuple[DlmsMeter, SessionFactory]]:
-    """A simulated meter, and a factory of sessions with it (pipe wrapper, fast or not)."""
+    """A simulated meter, and a factory of sessions with it."""
     meter = make_meter()
     if request.param == "hdlc":
         bus = HdlcSerialBus([meter], timing=False)
         bus.start_sync()
-
-        @contextmanager
-        def hdlc_session(
-            fast_profile: bool = True, wrap: Callable[[BytePipe], BytePipe] = lambda p: p
-        ) -> Iterator[DlmsSession]:
-            line = SerialLink(bus.port)
-            try:
-                with session_for(
-                    wrap(line),
-                    interface="hdlc",
-                    physical_address=PHYSICAL,
-                    password=PASSWORD,
-                    name=meter.serial,
-                    fast_profile=fast_profile,
-                    max_receive_pdu_size=CLIENT_PDU_SIZE,
-                ) as session:
-                    yield session
-            finally:
-                line.close()
-
         try:
-            yield meter, hdlc_session
+            line = partial(SerialLink, bus.port)
+            yield meter, _sessions(meter, line, interface="hdlc", physical_address=PHYSICAL)
         finally:
             bus.stop_sync()
         return
     server = DlmsTcpMeter(meter)
     loop.run(server.start())
-
-    @contextmanager
-    def wrapper_session(
-        fast_profile: bool = True, wrap: Callable[[BytePipe], BytePipe] = lambda p: p
-    ) -> Iterator[DlmsSession]:
-        tcp = TcpLink(server.host, server.port)
-        try:
-            with session_for(
-                wrap(tcp),
-                interface="wrapper",
-                password=PASSWORD,
-                name=meter.serial,
-                fast_profile=fast_profile,
-                max_receive_pdu_size=CLIENT_PDU_SIZE,
-            ) as session:
-                yield session
-        finally:
-            tcp.close()
-
     try:
-        yield meter, wrapper_session
+        yield (
+            meter,
+            _sessions(meter, partial(TcpLink, server.host, server.port), interface="wrapper"),
+        )
     finally:
         loop.run(server.stop())

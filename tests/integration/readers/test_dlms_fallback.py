@@ -45,6 +45,7 @@ from simulators.faults import PROFILE_ANSWERS, MeterFaults
 from simulators.fleet import Fleet, load_fleet
 from simulators.runtime import BackgroundLoop
 from tests.integration.readers.conftest import SessionFactory
+from tests.integration.readers.pipes import PipeInFront
 from tests.integration.readers.test_dlms_fast_profile import (
     LAST_ROW_S,
     QUARTER_S,
@@ -172,13 +173,12 @@ def test_a_confirmed_service_error_is_the_meters_refusal_on_both_paths(
             assert "ServiceError Read" in str(refused.value)  # gurux's words for it
 
 
-class SwitchOnGetNext:
+class SwitchOnGetNext(PipeInFront):
     """A pipe that calls `switch` once, just before the first GET-Request-Next
     (C0 02) goes out: the meter's answers change in the middle of a block transfer."""
 
     def __init__(self, pipe: BytePipe, switch: Callable[[], None]) -> None:
-        self._pipe = pipe
-        self.character_time_s = pipe.character_time_s
+        super().__init__(pipe)
         self._switch: Callable[[], None] | None = switch
 
     def write(self, data: bytes) -> None:
@@ -186,21 +186,7 @@ class SwitchOnGetNext:
         if self._switch and (LLC_REQUEST + GET_NEXT in data or data[8:10] == GET_NEXT):
             self._switch()
             self._switch = None
-        self._pipe.write(data)
-
-    def read(self, max_bytes: int, timeout_s: float) -> bytes:
-        return self._pipe.read(max_bytes, timeout_s)
-
-    def discard_input(self) -> int:
-        return self._pipe.discard_input()
-
-    def set_format(
-        self, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
-    ) -> None:
-        self._pipe.set_format(baudrate, bytesize, parity, stopbits)
-
-    def close(self) -> None:
-        self._pipe.close()
+        self.pipe.write(data)
 
 
 def test_a_hand_over_in_the_middle_of_a_block_transfer(

@@ -31,6 +31,7 @@ from simulators.dlms import DlmsMeter
 from simulators.dlms_links import DlmsTcpMeter, HdlcSerialBus
 from simulators.runtime import BackgroundLoop
 from tests.integration.readers.conftest import SessionFactory
+from tests.integration.readers.pipes import PipeInFront
 from tests.integration.readers.test_dlms_reader import (
     NOW_S,
     PASSWORD,
@@ -46,48 +47,26 @@ QUARTER_S = 900
 LAST_ROW_S = NOW_S - NOW_S % QUARTER_S  # the meter's last capture, 12:00:00
 
 
-class OneByteAtATime:
+class OneByteAtATime(PipeInFront):
     """A pipe that hands over what the line carries one byte per read."""
 
-    def __init__(self, pipe: BytePipe) -> None:
-        self._pipe = pipe
-        self.character_time_s = pipe.character_time_s
-
-    def write(self, data: bytes) -> None:
-        self._pipe.write(data)
-
     def read(self, max_bytes: int, timeout_s: float) -> bytes:
-        return self._pipe.read(1, timeout_s)
-
-    def discard_input(self) -> int:
-        return self._pipe.discard_input()
-
-    def set_format(
-        self, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
-    ) -> None:
-        self._pipe.set_format(baudrate, bytesize, parity, stopbits)
-
-    def close(self) -> None:
-        self._pipe.close()
+        return self.pipe.read(1, timeout_s)
 
 
-class LineNoise:
+class LineNoise(PipeInFront):
     """A pipe on which one burst of noise hits the byte at `offset` once armed:
     the receiving UART delivers a wrong byte, as on a real RS-485 line."""
 
     def __init__(self, pipe: BytePipe, offset: int) -> None:
-        self._pipe = pipe
-        self.character_time_s = pipe.character_time_s
+        super().__init__(pipe)
         self._offset = offset
         self._received = 0
         self.armed = False
         self.hits = 0
 
-    def write(self, data: bytes) -> None:
-        self._pipe.write(data)
-
     def read(self, max_bytes: int, timeout_s: float) -> bytes:
-        data = self._pipe.read(max_bytes, timeout_s)
+        data = self.pipe.read(max_bytes, timeout_s)
         if not self.armed or not data:
             return data
         position = self._offset - self._received
@@ -96,17 +75,6 @@ class LineNoise:
             self.hits += 1
             return data[:position] + bytes((data[position] ^ 0x5A,)) + data[position + 1 :]
         return data
-
-    def discard_input(self) -> int:
-        return self._pipe.discard_input()
-
-    def set_format(
-        self, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
-    ) -> None:
-        self._pipe.set_format(baudrate, bytesize, parity, stopbits)
-
-    def close(self) -> None:
-        self._pipe.close()
 
 
 def read_profile(

@@ -16,6 +16,7 @@ from firmware_bridge.exceptions import ReadoutChecksumError
 from firmware_bridge.links import BytePipe
 from firmware_bridge.optical import OpticalSettings, open_optical_port, sign_on
 from simulators.optical import OpticalPort, readout_lines
+from tests.integration.readers.pipes import PipeInFront
 from tests.integration.readers.test_dlms_reader import NOW_S, PASSWORD, make_meter
 
 pytestmark = pytest.mark.integration
@@ -88,31 +89,17 @@ def test_mode_e_then_the_dlms_reader_on_the_same_line(probe: OpticalPort) -> Non
         link.close()
 
 
-class GarbleAfterSelect:
+class GarbleAfterSelect(PipeInFront):
     """The probe's pipe; the meter garbles what it sends after the option select."""
 
     def __init__(self, link: BytePipe, probe: OpticalPort) -> None:
-        self.link, self.probe = link, probe
-        self.character_time_s = link.character_time_s
+        super().__init__(link)
+        self.probe = probe
 
     def write(self, data: bytes) -> None:
         if data.startswith(bytes([iec.ACK])):
             self.probe.meter.faults.garble_crc = True
-        self.link.write(data)
-
-    def read(self, max_bytes: int, timeout_s: float) -> bytes:
-        return self.link.read(max_bytes, timeout_s)
-
-    def discard_input(self) -> int:
-        return self.link.discard_input()
-
-    def set_format(
-        self, baudrate: int, bytesize: int = 8, parity: str = "N", stopbits: int = 1
-    ) -> None:
-        self.link.set_format(baudrate, bytesize, parity, stopbits)
-
-    def close(self) -> None:
-        self.link.close()
+        self.pipe.write(data)
 
 
 def test_a_garbled_readout_is_a_clear_bcc_error(probe: OpticalPort) -> None:
