@@ -41,6 +41,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -352,10 +353,35 @@ async def log_out(
 # password with the form again and a 4xx that says why.
 
 
+@dataclass(frozen=True)
+class PasswordLink:
+    """One of the two one-time-link pages (password_link.html)."""
+
+    path: str
+    title: str
+    hint: str
+    button: str
+
+
+INVITE_LINK = PasswordLink(
+    "/accept-invite",
+    "Choose your password",
+    "At least 12 characters; a long phrase is easiest to remember.",
+    "Set password",
+)
+RESET_LINK = PasswordLink(
+    "/reset-password",
+    "Choose a new password",
+    "At least 12 characters; a long phrase is easiest to remember. "
+    "Setting it logs you out everywhere.",
+    "Set the new password",
+)
+
+
 def _password_link_page(
     request: Request,
     settings: Settings,
-    template: str,
+    link: PasswordLink,
     token: str,
     error: str | None = None,
     status_code: int = 200,
@@ -363,17 +389,17 @@ def _password_link_page(
     nonce = request.cookies.get(LOGIN_NONCE_COOKIE) or new_login_nonce()
     response = _render(
         request,
-        template,
+        "password_link.html",
         None,
         settings,
         status_code,
+        link=link,
         token=token,
         login_csrf=login_csrf_token(settings, nonce),
         error=error,
     )
     # Scoped to this page: the login page's nonce cookie never reaches it.
-    page_path = CONSOLE_PREFIX + "/" + template.removesuffix(".html").replace("_", "-")
-    set_login_nonce(response, request, settings, nonce, path=page_path)
+    set_login_nonce(response, request, settings, nonce, path=CONSOLE_PREFIX + link.path)
     return response
 
 
@@ -381,7 +407,7 @@ async def _password_link_submit(
     request: Request,
     settings: Settings,
     sessions: sessionmaker[Session],
-    template: str,
+    link: PasswordLink,
     token: str,
     password: str,
     password_again: str,
@@ -389,9 +415,7 @@ async def _password_link_submit(
 ) -> Response:
     await check_login_csrf(request, settings)
     if password != password_again:
-        return _password_link_page(
-            request, settings, template, token, "The two passwords differ.", 422
-        )
+        return _password_link_page(request, settings, link, token, "The two passwords differ.", 422)
 
     def work() -> None:
         with unit_of_work(sessions) as session:
@@ -404,20 +428,20 @@ async def _password_link_submit(
     except CloudError as error:
         if status_of(error) >= 500:
             raise
-        return _password_link_page(request, settings, template, token, str(error), status_of(error))
+        return _password_link_page(request, settings, link, token, str(error), status_of(error))
     return _see_other(CONSOLE_PREFIX + "/login")
 
 
-@router.get("/accept-invite", dependencies=[public()])
+@router.get(INVITE_LINK.path, dependencies=[public()])
 def accept_invite_page(
     request: Request,
     settings: SettingsDep,
     token: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
-    return _password_link_page(request, settings, "accept_invite.html", token)
+    return _password_link_page(request, settings, INVITE_LINK, token)
 
 
-@router.post("/accept-invite", dependencies=[public()])
+@router.post(INVITE_LINK.path, dependencies=[public()])
 async def accept_invite(
     request: Request,
     settings: SettingsDep,
@@ -432,20 +456,20 @@ async def accept_invite(
         )
 
     return await _password_link_submit(
-        request, settings, sessions, "accept_invite.html", token, password, password_again, accept
+        request, settings, sessions, INVITE_LINK, token, password, password_again, accept
     )
 
 
-@router.get("/reset-password", dependencies=[public()])
+@router.get(RESET_LINK.path, dependencies=[public()])
 def reset_password_page(
     request: Request,
     settings: SettingsDep,
     token: Annotated[str, Query(max_length=128)] = "",
 ) -> HTMLResponse:
-    return _password_link_page(request, settings, "reset_password.html", token)
+    return _password_link_page(request, settings, RESET_LINK, token)
 
 
-@router.post("/reset-password", dependencies=[public()])
+@router.post(RESET_LINK.path, dependencies=[public()])
 async def reset_password(
     request: Request,
     settings: SettingsDep,
@@ -460,7 +484,7 @@ async def reset_password(
         )
 
     return await _password_link_submit(
-        request, settings, sessions, "reset_password.html", token, password, password_again, reset
+        request, settings, sessions, RESET_LINK, token, password, password_again, reset
     )
 
 
